@@ -1,0 +1,30 @@
+// The typed form of a declaration: what every later layer (plan, render, apply) consumes.
+
+export type Scope = 'system' | 'user';
+export type SubvolumePolicy = 'auto' | 'never';
+/** What to do on a redundant data profile (raid1, dup, …), where +C would drop the checksums self-healing needs. */
+export type RedundancyPolicy = 'keep-checksums' | 'force-nocow';
+
+export interface Target {
+  /** Used in file names (tmpfiles snippet nocow-NAME.conf, the opt-out) and in log lines. */
+  name: string;
+  /** system scope: absolute path. user scope: path relative to the home, written `~/…`. */
+  path: string;
+  scope: Scope;
+  subvolume: SubvolumePolicy;
+  nocow: boolean;
+  /** Octal, 3 or 4 digits, for a directory that has to be created. */
+  mode: string;
+  /** Name or numeric id; for user scope always '-' (the logged-in user). */
+  user: string;
+  group: string;
+  redundancy: RedundancyPolicy;
+  /** Where the target was declared: `profile:NAME` or `config:FILE` (as given on the command line). */
+  source: string;
+}
+
+export interface Declaration {
+  /** Every source in the order given, for the marker comment of each artifact. */
+  sources: string[];
+  targets: Target[];
+}
