@@ -1,0 +1,80 @@
+// Declaration → plan: which files to produce, from which targets, with which root.
+// Pure data; rendering and writing come after.
+import type { Declaration, Target } from './declaration/types.js';
+
+export const ARTIFACTS = ['posttrans', 'kickstart', 'tmpfiles', 'user-tmpfiles', 'hook'] as const;
+export type Artifact = (typeof ARTIFACTS)[number];
+
+/** Produced when no artifact is named: those the packager and installer paths need. */
+export const DEFAULT_ARTIFACTS: readonly Artifact[] = ['posttrans', 'kickstart', 'tmpfiles', 'user-tmpfiles'];
+
+export type TemplateName =
+  | 'requires.spec'
+  | 'posttrans.spec'
+  | 'kickstart-nochroot.ks'
+  | 'kickstart-chroot.ks'
+  | 'tmpfiles.conf'
+  | 'user-tmpfiles.conf'
+  | 'apply.sh';
+
+export interface PlannedFile {
+  artifact: Artifact;
+  /** Conventional file name, relative to the output directory. */
+  file: string;
+  template: TemplateName;
+  targets: Target[];
+  executable: boolean;
+}
+
+export interface Plan {
+  tool: string;
+  version: string;
+  sources: string[];
+  files: PlannedFile[];
+}
+
+export class PlanError extends Error {}
+
+function file(artifact: Artifact, name: string, template: TemplateName, targets: Target[], executable = false): PlannedFile {
+  return { artifact, file: name, template, targets, executable };
+}
+
+/** Files for one artifact; none when it does not apply to these targets. */
+function filesFor(artifact: Artifact, system: Target[], user: Target[]): PlannedFile[] {
+  switch (artifact) {
+    case 'posttrans':
+      return system.length === 0
+        ? []
+        : [file(artifact, 'nocow-requires.spec', 'requires.spec', system), file(artifact, 'nocow-posttrans.spec', 'posttrans.spec', system)];
+    case 'kickstart':
+      return system.length === 0
+        ? []
+        : [
+            file(artifact, 'nocow-post-nochroot.ks', 'kickstart-nochroot.ks', system),
+            file(artifact, 'nocow-post-chroot.ks', 'kickstart-chroot.ks', system),
+          ];
+    case 'hook':
+      return system.length === 0 ? [] : [file(artifact, 'nocow-apply.sh', 'apply.sh', system, true)];
+    case 'tmpfiles':
+      return system.map((t) => file(artifact, `tmpfiles.d/nocow-${t.name}.conf`, 'tmpfiles.conf', [t]));
+    case 'user-tmpfiles':
+      return user.map((t) => file(artifact, `user-tmpfiles.d/nocow-${t.name}.conf`, 'user-tmpfiles.conf', [t]));
+  }
+}
+
+export function planArtifacts(declaration: Declaration, requested: readonly Artifact[], version: string): Plan {
+  const explicit = requested.length > 0;
+  const artifacts = explicit ? [...new Set(requested)] : DEFAULT_ARTIFACTS;
+  const system = declaration.targets.filter((t) => t.scope === 'system');
+  const user = declaration.targets.filter((t) => t.scope === 'user');
+  const files: PlannedFile[] = [];
+  for (const artifact of artifacts) {
+    const produced = filesFor(artifact, system, user);
+    if (explicit && produced.length === 0) {
+      const needs = artifact === 'user-tmpfiles' ? 'user' : 'system';
+      throw new PlanError(`artifact ${artifact} needs a target of scope ${needs}; the declaration (${declaration.sources.join(', ')}) has none`);
+    }
+    files.push(...produced);
+  }
+  return { tool: 'nocow-kit', version, sources: declaration.sources, files };
+}
