@@ -1,0 +1,45 @@
+// The CLI: parse argv, run one command, return its exit status. Only the bin exits the process.
+import yargs from 'yargs';
+import { UsageError } from './errors.js';
+import { processIo, type Io } from './io.js';
+import * as generate from './commands/generate.js';
+
+/** Exit statuses: 0 done, 1 failed, 2 bad usage or declaration. */
+export async function main(argv: string[], io: Io = processIo): Promise<number> {
+  let status = 0;
+  const debug = argv.includes('--debug');
+  const fail = (error: unknown): number => {
+    const usage = error instanceof UsageError || (error as { name?: string })?.name === 'DeclarationError' || (error as { name?: string })?.name === 'PlanError';
+    const problems = (error as { problems?: string[] }).problems ?? [(error as Error)?.message ?? String(error)];
+    for (const problem of problems) io.err(`nocow: error: ${problem}\n`);
+    if (debug && error instanceof Error && error.stack) io.err(`${error.stack}\n`);
+    return usage ? 2 : 1;
+  };
+  const parser = yargs()
+    .scriptName('nocow')
+    .usage('$0 <command> [options]\n\nKeep Btrfs directories NOCOW (+C) and subvolumes through every install path.')
+    .command(generate.command, generate.describe, generate.builder, async (args) => {
+      status = await generate.run(args, io);
+    })
+    .option('debug', { type: 'boolean', describe: 'Show stack traces of errors', global: true })
+    .demandCommand(1, 'Name a command: generate')
+    .strict()
+    .help()
+    .alias('h', 'help')
+    .version(false)
+    .wrap(Math.min(100, process.stdout.columns || 100))
+    .exitProcess(false)
+    .fail((message, error) => {
+      throw error ?? new UsageError(message);
+    });
+  try {
+    let shown = '';
+    await parser.parseAsync(argv, {}, (_err, _args, output) => {
+      shown = output;
+    });
+    if (shown) io.out(`${shown}\n`);
+    return status;
+  } catch (error) {
+    return fail(error);
+  }
+}
