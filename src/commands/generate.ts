@@ -10,6 +10,9 @@ export interface GenerateArgs {
   output?: string;
 }
 
+// Not `array: true`: an array option would swallow the artifact names that follow it.
+const repeatable = (value: string | string[]): string[] => (Array.isArray(value) ? value : [value]);
+
 export const command = 'generate [artifacts..]';
 export const describe = 'Generate RPM, kickstart and tmpfiles.d artifacts from a declaration';
 
@@ -24,9 +27,9 @@ export function builder(yargs: Argv): Argv<GenerateArgs> {
     })
     .option('profile', {
       alias: 'p',
-      describe: 'Built-in profile (repeatable): libvirt, machines, mariadb, postgresql, gnome-boxes',
+      describe: 'Built-in profile (repeatable, or comma-separated): libvirt, machines, mariadb, postgresql, gnome-boxes',
       type: 'string',
-      array: true,
+      coerce: (value: string | string[]) => repeatable(value).flatMap((p) => p.split(',')).filter(Boolean),
       default: [] as string[],
       defaultDescription: 'libvirt, when no --config is given either',
     })
@@ -34,8 +37,7 @@ export function builder(yargs: Argv): Argv<GenerateArgs> {
       alias: 'c',
       describe: 'Declaration file, YAML or JSON (repeatable; combines with --profile)',
       type: 'string',
-      array: true,
-      normalize: false,
+      coerce: repeatable,
       default: [] as string[],
     })
     .option('output', {

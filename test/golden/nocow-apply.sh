@@ -348,7 +348,12 @@ nocow_target() {
 }
 
 nocow_init "$nocow_root"
-nocow_target 'vm' '/srv/vm images/$(touch /tmp/pwned)/it'\''s 100%' 'auto' 'yes' '0711' 'root' 'kvm' 'keep-checksums'
-nocow_target 'plain' '/var/lib/plain' 'never' 'no' '0755' 'root' 'root' 'force-nocow'
+
+# shellcheck disable=SC2016 # declared values are single-quoted on purpose: nothing in them may expand
+nocow_declared() {
+	nocow_target 'vm' '/srv/vm images/$(touch /tmp/pwned)/it'\''s 100%' 'auto' 'yes' '0711' 'root' 'kvm' 'keep-checksums'
+	nocow_target 'plain' '/var/lib/plain' 'never' 'no' '0755' 'root' 'root' 'force-nocow'
+}
+nocow_declared
 
 exit 0
