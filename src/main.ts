@@ -27,11 +27,17 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     .help()
     .alias('h', 'help')
     .version(false)
+    .option('version', { type: 'boolean', describe: 'Show the version' })
     .wrap(Math.min(100, process.stdout.columns || 100))
     .exitProcess(false)
     .fail((message, error) => {
       throw error ?? new UsageError(message);
     });
+  if (argv.length === 1 && argv[0] === '--version') {
+    const { packageVersion } = await import('./templates.js');
+    io.out(`${await packageVersion()}\n`);
+    return 0;
+  }
   try {
     let shown = '';
     await parser.parseAsync(argv, {}, (_err, _args, output) => {

@@ -92,3 +92,9 @@ t.test('GIVEN the built package WHEN the nocow bin runs THEN it prints the artif
   t.equal(bad.exitCode, 2);
   t.match(bad.stderr, /^nocow: error: Unknown argument: nope$/m);
 });
+
+t.test('GIVEN --version WHEN run THEN it prints the package version alone', async (t) => {
+  const io = capture();
+  t.equal(await main(['--version'], io), 0);
+  t.match(io.stdout, /^\d+\.\d+\.\d+\n$/);
+});

@@ -343,6 +343,15 @@ t.test('profiles', async (t) => {
       mariadb: { name: 'mariadb', path: '/var/lib/mysql', scope: 'system', mode: '0755', user: 'mysql', group: 'mysql', ...common },
       postgresql: { name: 'postgresql', path: '/var/lib/pgsql', scope: 'system', mode: '0700', user: 'postgres', group: 'postgres', ...common },
       'gnome-boxes': { name: 'gnome-boxes', path: '~/.local/share/gnome-boxes/images', scope: 'user', mode: '0755', user: '-', group: '-', ...common },
+      'gnome-boxes-flatpak': {
+        name: 'gnome-boxes-flatpak',
+        path: '~/.var/app/org.gnome.Boxes/data/gnome-boxes/images',
+        scope: 'user',
+        mode: '0755',
+        user: '-',
+        group: '-',
+        ...common,
+      },
     } as unknown as typeof BUILTIN_PROFILES);
   });
 
@@ -355,8 +364,8 @@ t.test('profiles', async (t) => {
   t.test('GIVEN the profiles WHEN described for --help THEN there is one line per profile with name, scope and path', async (t) => {
     const lines = describeProfiles().split('\n');
     t.equal(lines.length, Object.keys(BUILTIN_PROFILES).length);
-    t.equal(lines[0], 'libvirt      system  /var/lib/libvirt/images  (default)');
-    t.equal(lines[4], 'gnome-boxes  user    ~/.local/share/gnome-boxes/images');
+    t.equal(lines[0], 'libvirt              system  /var/lib/libvirt/images  (default)');
+    t.equal(lines[4], 'gnome-boxes          user    ~/.local/share/gnome-boxes/images');
   });
 });
 
@@ -462,7 +471,7 @@ t.test('load', async (t) => {
   });
 
   t.test('GIVEN an unknown profile WHEN loaded THEN the problem lists the allowed profiles', async (t) => {
-    t.strictSame(await problemsOf(t, loadDeclaration({ profiles: ['libvrt'] })), ['unknown profile "libvrt"; expected one of: libvirt, machines, mariadb, postgresql, gnome-boxes']);
+    t.strictSame(await problemsOf(t, loadDeclaration({ profiles: ['libvrt'] })), ['unknown profile "libvrt"; expected one of: libvirt, machines, mariadb, postgresql, gnome-boxes, gnome-boxes-flatpak']);
     // Not fooled by inherited object keys.
     await problemsOf(t, loadDeclaration({ profiles: ['toString'] }));
   });
@@ -494,7 +503,7 @@ t.test('load', async (t) => {
     const { problems, message, name } = error as DeclarationError;
     t.equal(name, 'DeclarationError');
     t.equal(problems.length, 5);
-    t.equal(problems[0], 'unknown profile "nope"; expected one of: libvirt, machines, mariadb, postgresql, gnome-boxes');
+    t.equal(problems[0], 'unknown profile "nope"; expected one of: libvirt, machines, mariadb, postgresql, gnome-boxes, gnome-boxes-flatpak');
     t.equal(problems[1], `${a}: targets[1].path: "db" is not allowed; expected an absolute path starting with "/"`);
     t.match(problems[2], /:\d+:\d+: YAML syntax error: /);
     t.ok(problems[2]?.startsWith(`${b}:`), 'names the file');

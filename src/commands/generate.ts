@@ -27,7 +27,7 @@ export function builder(yargs: Argv): Argv<GenerateArgs> {
     })
     .option('profile', {
       alias: 'p',
-      describe: 'Built-in profile (repeatable, or comma-separated): libvirt, machines, mariadb, postgresql, gnome-boxes',
+      describe: 'Built-in profile (repeatable, or comma-separated): libvirt, machines, mariadb, postgresql, gnome-boxes, gnome-boxes-flatpak',
       type: 'string',
       coerce: (value: string | string[]) => repeatable(value).flatMap((p) => p.split(',')).filter(Boolean),
       default: [] as string[],

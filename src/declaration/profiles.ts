@@ -35,4 +35,6 @@ export const BUILTIN_PROFILES: Readonly<Record<string, TargetSpec>> = {
   mariadb: profile('mariadb', '/var/lib/mysql', '0755', 'mysql'),
   postgresql: profile('postgresql', '/var/lib/pgsql', '0700', 'postgres'),
   'gnome-boxes': profile('gnome-boxes', '~/.local/share/gnome-boxes/images', '0755', '-', 'user'),
+  // The Flatpak keeps its data under ~/.var/app; a separate profile, so hosts without it get no stray directory.
+  'gnome-boxes-flatpak': profile('gnome-boxes-flatpak', '~/.var/app/org.gnome.Boxes/data/gnome-boxes/images', '0755', '-', 'user'),
 };
