@@ -3,17 +3,9 @@ import { execa } from 'execa';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-// Every generated shell artifact, as the shell will see it: kickstart and %posttrans
-// bodies cut out of their sections, and rpm's %% turned back into %.
-const ROOT = join(import.meta.dirname, '..');
+import { shellOf } from './helpers/shell-of.js';
 
-export function shellOf(file: string, content: string): string | undefined {
-  const lines = content.split('\n');
-  if (file.endsWith('.sh')) return content;
-  if (file.endsWith('.ks')) return lines.slice(lines.findIndex((l) => l.startsWith('%post')) + 1, lines.lastIndexOf('%end')).join('\n');
-  if (file.endsWith('posttrans.spec')) return lines.slice(1).join('\n').replace(/%%/g, '%');
-  return undefined;
-}
+const ROOT = join(import.meta.dirname, '..');
 
 async function artifacts(): Promise<[string, string][]> {
   const found: [string, string][] = [];

@@ -1,0 +1,104 @@
+// Real generated artifacts for a test declaration, written where a test script can run them,
+// plus the bash snippets a scenario uses to run them and to record what they did.
+import { mkdtemp, readFile, writeFile, chmod } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Target } from '../../src/declaration/types.js';
+import { planArtifacts } from '../../src/plan.js';
+import { renderPlan } from '../../src/render/render.js';
+import { loadTemplates } from '../../src/templates.js';
+import { shellOf } from './shell-of.js';
+
+export const SHELLS = ['dash', 'bash', 'busybox sh'] as const;
+export type Shell = (typeof SHELLS)[number];
+
+/** The ways a shell artifact is run on a root other than /: kickstart --nochroot and the image-builder hook. */
+export type Runner = 'kickstart' | 'hook';
+
+export function target(overrides: Partial<Target> = {}): Target {
+  return {
+    name: 'vm',
+    path: '/var/lib/libvirt/images',
+    scope: 'system',
+    subvolume: 'auto',
+    nocow: true,
+    mode: '0711',
+    user: 'root',
+    group: 'kvm',
+    redundancy: 'keep-checksums',
+    source: 'config:test.yaml',
+    ...overrides,
+  };
+}
+
+export interface Rendered {
+  /** Directory on the host file system, visible inside the test's mount namespace. */
+  dir: string;
+  /** Body of %post --nochroot, as the installer's shell runs it. */
+  kickstart: string;
+  hook: string;
+  /** tmpfiles.d snippets, one per system target. */
+  tmpfiles: string[];
+}
+
+export async function renderFor(targets: Target[]): Promise<Rendered> {
+  const dir = await mkdtemp(join(tmpdir(), 'nocow-art-'));
+  const files = renderPlan(planArtifacts({ sources: ['config:test.yaml'], targets }, ['kickstart', 'hook', 'tmpfiles'], 'test'), await loadTemplates());
+  const tmpfiles: string[] = [];
+  for (const f of files) {
+    if (f.file === 'nocow-post-nochroot.ks') await writeFile(join(dir, 'kickstart.sh'), shellOf(f.file, f.content)!);
+    if (f.file === 'nocow-apply.sh') {
+      await writeFile(join(dir, 'nocow-apply.sh'), f.content);
+      await chmod(join(dir, 'nocow-apply.sh'), 0o755);
+    }
+    if (f.file.startsWith('tmpfiles.d/')) {
+      const path = join(dir, f.file.replace('/', '__'));
+      await writeFile(path, f.content);
+      tmpfiles.push(path);
+    }
+  }
+  return { dir, kickstart: join(dir, 'kickstart.sh'), hook: join(dir, 'nocow-apply.sh'), tmpfiles };
+}
+
+/**
+ * Bash functions for scenario scripts. `R` is the root under test ($MNT/root), `A` the artifact dir.
+ *   run LABEL SHELL RUNNER [ENV=VALUE…]: run an artifact; LABEL.out, LABEL.err, LABEL.rc in $A
+ *   snap LABEL: every entry under $R with type, inode, mode, owner, mtime, ctime, lsattr flags, xattrs
+ *   subvol PATH: "yes" when btrfs subvolume show accepts PATH as a subvolume
+ */
+export const PRELUDE = String.raw`
+R=$MNT/root
+mkdir -p "$R/etc"
+printf 'root:x:0:0:root:/root:/bin/sh\n' >"$R/etc/passwd"
+printf 'root:x:0:\nkvm:x:36:\n' >"$R/etc/group"
+run() {
+  label=$1 sh=$2 runner=$3; shift 3
+  case $runner in
+  kickstart) env "$@" ANA_INSTALL_PATH="$R" $sh "$A/kickstart.sh" >"$A/$label.out" 2>"$A/$label.err" ;;
+  hook) env "$@" $sh "$A/nocow-apply.sh" --root "$R" >"$A/$label.out" 2>"$A/$label.err" ;;
+  esac
+  echo $? >"$A/$label.rc"
+}
+snap() {
+  (cd "$R" && find . -path ./etc -prune -o -print0 | sort -z | while IFS= read -r -d '' f; do
+    printf '%s\t%s\t%s\t%s\n' "$f" "$(stat -c '%F %i %a %u:%g %y %z' "$f")" \
+      "$(lsattr -d "$f" 2>/dev/null | cut -d' ' -f1)" \
+      "$(getfattr -h -d -m - --absolute-names "$f" 2>/dev/null | grep -v '^#' | tr '\n' ' ')"
+  done) >"$A/$1.snap"
+}
+subvol() { if btrfs subvolume show "$1" >/dev/null 2>&1; then echo yes; else echo no; fi; }
+flags() { lsattr -d "$1" | cut -d' ' -f1; }
+`;
+
+export interface RunResult {
+  out: string;
+  err: string;
+  rc: number;
+}
+
+export async function result(a: Rendered, label: string): Promise<RunResult> {
+  const [out, err, rc] = await Promise.all(['out', 'err', 'rc'].map((ext) => readFile(join(a.dir, `${label}.${ext}`), 'utf8')));
+  return { out: out!, err: err!, rc: Number(rc) };
+}
+
+export const readArtifactFile = (a: Rendered, name: string) => readFile(join(a.dir, name), 'utf8');
