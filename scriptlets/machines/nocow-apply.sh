@@ -336,7 +336,9 @@ nocow_target() {
 		# shellcheck disable=SC2086 # splits stat's four numbers into $1..$4
 		set -- $_nc_stat
 		# Inode 256 is a subvolume's root; another device with another inode is a mount point.
-		if [ "${1:-256}" != 256 ] && [ "${2:-}" = "${4:-}" ] && nocow_empty "$_nc_path"; then
+		# A leftover that repair had to keep (it holds data) occupies the temporary names.
+		if [ "${1:-256}" != 256 ] && [ "${2:-}" = "${4:-}" ] && nocow_empty "$_nc_path" &&
+			[ ! -e "$_nc_new" ] && [ ! -e "$_nc_old" ]; then
 			nocow_convert && _nc_changed=1
 		fi
 	fi
