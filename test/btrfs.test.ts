@@ -3,7 +3,7 @@
 import t, { type Test } from 'tap';
 import { existsSync, rmSync } from 'node:fs';
 import { PRELUDE, SHELLS, renderFor, result, readArtifactFile, target, type Runner, type Shell } from './helpers/artifacts.js';
-import { runInFs } from './helpers/loopfs.js';
+import { runInFs } from './helpers/fs.js';
 
 const HOSTILE = '/srv/vm images/$(touch /tmp/pwned)';
 const runners: Runner[] = ['kickstart', 'hook'];

@@ -3,7 +3,7 @@
 // Nth fork, i.e. just before its Nth command, for every N until a run gets through.
 import t from 'tap';
 import { PRELUDE, SHELLS, renderFor, readArtifactFile, target, result } from './helpers/artifacts.js';
-import { runInFs } from './helpers/loopfs.js';
+import { runInFs } from './helpers/fs.js';
 
 const P = '/var/lib/libvirt/images';
 

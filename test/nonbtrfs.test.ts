@@ -2,7 +2,7 @@
 // processes started before the artifact knows there is nothing to do.
 import t from 'tap';
 import { PRELUDE, SHELLS, renderFor, readArtifactFile, result, target } from './helpers/artifacts.js';
-import { runInFs, type FsType } from './helpers/loopfs.js';
+import { runInFs, type FsType } from './helpers/fs.js';
 
 const TARGETS = [target({ path: '/var/lib/libvirt/images' }), target({ name: 'db', path: '/var/lib/mysql' }), target({ name: 'new', path: '/srv/new images' })];
 const SETUP = `mkdir -p "$R/var/lib/libvirt/images" "$R/var/lib/mysql"; echo data >"$R/var/lib/mysql/ibdata1"`;

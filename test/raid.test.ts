@@ -2,7 +2,7 @@
 // self-healing needs, so it is skipped by default (with the reason) and forced on request.
 import t from 'tap';
 import { PRELUDE, renderFor, readArtifactFile, result, target } from './helpers/artifacts.js';
-import { runInFs } from './helpers/loopfs.js';
+import { runInFs } from './helpers/fs.js';
 
 const P = '/var/lib/libvirt/images';
 

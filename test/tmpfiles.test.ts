@@ -10,7 +10,7 @@ import { planArtifacts } from '../src/plan.js';
 import { renderPlan } from '../src/render/render.js';
 import { loadTemplates } from '../src/templates.js';
 import { target } from './helpers/artifacts.js';
-import { runInFs } from './helpers/loopfs.js';
+import { runInFs } from './helpers/fs.js';
 
 const HOSTILE = '/srv/vm images/$(touch /tmp/pwned)';
 

@@ -1,0 +1,73 @@
+#!/bin/sh
+# Can this machine run the real-file-system tests? They need root, loop devices,
+# mount namespaces, the kernel's btrfs/ext4/xfs and the tools below. What is
+# missing gets installed when possible (root with apt-get); what is still missing
+# is printed, one line each, and the exit status is 1: those tests must fail,
+# never be skipped, where they cannot run.
+#
+#   sh test/deps.sh            check; install only if something is missing
+#   sh test/deps.sh --install  install first (.ci/run, on a fresh machine)
+set -u
+
+# The one list of Debian packages the tests need. losetup and mount are in "mount".
+PACKAGES='btrfs-progs xfsprogs e2fsprogs shellcheck busybox dash acl attr systemd util-linux mount coreutils findutils rpm strace'
+TOOLS='mkfs.btrfs btrfs mkfs.ext4 mkfs.xfs losetup unshare mount chattr lsattr getfattr setfattr getfacl setfacl
+shellcheck busybox dash bash systemd-tmpfiles stat filefrag sha256sum find rpm strace runuser realpath'
+
+PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin
+export PATH
+
+installed=no
+install_packages() {
+  installed=yes
+  echo "deps: installing $PACKAGES" >&2
+  # shellcheck disable=SC2086 # one word per package
+  apt-get update -q >&2 &&
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $PACKAGES >&2
+}
+
+# One line per problem on stdout; nothing when all is well.
+problems() {
+  missing_tool=no
+  for tool in $TOOLS; do
+    command -v "$tool" >/dev/null 2>&1 || { echo "deps: missing tool: $tool"; missing_tool=yes; }
+  done
+  if [ "$(id -u)" != 0 ]; then
+    echo "deps: not root (uid $(id -u)): loop devices and mounts need root"
+    return
+  fi
+  [ "$missing_tool" = no ] || return
+  # The way the tests use them: a sparse image, mounted on a loop device inside a
+  # private mount namespace, which takes the mount and the device with it on exit.
+  # This also proves the kernel has each file system (or loads it).
+  dir=$(mktemp -d) || { echo "deps: cannot create a temporary directory"; return; }
+  mkdir "$dir/mnt"
+  for fs in btrfs ext4 xfs; do
+    case $fs in
+      btrfs) size=256M mkfs='mkfs.btrfs -q -f' ;;
+      ext4) size=64M mkfs='mkfs.ext4 -q -F' ;;
+      xfs) size=300M mkfs='mkfs.xfs -q -f' ;;
+    esac
+    # shellcheck disable=SC2086 # $mkfs is a command with its options
+    if ! out=$(truncate -s "$size" "$dir/$fs.img" && $mkfs "$dir/$fs.img" 2>&1 >/dev/null &&
+      unshare --mount --propagation private mount -t "$fs" -o loop "$dir/$fs.img" "$dir/mnt" 2>&1); then
+      echo "deps: cannot mount a $fs image on a loop device in a private mount namespace: $(echo "$out" | head -n 1)"
+    fi
+  done
+  rm -rf "$dir"
+}
+
+can_install() { [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; }
+
+if [ "${1:-}" = --install ] && can_install; then install_packages; fi
+found=$(problems)
+if [ -n "$found" ] && [ "$installed" = no ] && can_install; then
+  install_packages
+  found=$(problems)
+fi
+if [ -n "$found" ]; then
+  echo "$found" >&2
+  exit 1
+fi
+# shellcheck disable=SC2086 # counting words
+echo "deps: ok: $(echo $TOOLS | wc -w) tools, root, loop-mounted btrfs/ext4/xfs in a private mount namespace"
