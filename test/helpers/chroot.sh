@@ -29,5 +29,6 @@ make_root() {
 rpm_root() {
   local root=$1
   shift
-  rpm --root "$root" --dbpath /var/lib/rpm --nodeps "$@"
+  # --force-debian: Debian's rpm otherwise warns on stderr that alien should be used.
+  rpm --force-debian --root "$root" --dbpath /var/lib/rpm --nodeps "$@"
 }
