@@ -3,7 +3,7 @@
 import t from 'tap';
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { chmod, writeFile, mkdtemp } from 'node:fs/promises';
+import { chmod, copyFile, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import type { Target } from '../src/declaration/types.js';
 import { planArtifacts } from '../src/plan.js';
@@ -75,4 +75,27 @@ t.test('GIVEN a tmpfiles.d snippet WHEN systemd-tmpfiles runs on ext4 THEN the d
   });
   t.equal(run.exitCode, 0, run.stderr);
   t.notMatch(run.stdout, /C/, 'no NOCOW flag outside Btrfs');
+});
+
+t.test('GIVEN the shipped gnome-boxes user tmpfiles.d snippet WHEN an unprivileged user logs in (systemd-tmpfiles --user --create) with a home on Btrfs THEN ~/.local/share/gnome-boxes/images exists with +C, owned by the user', async (t) => {
+  const snippet = join(import.meta.dirname, '..', 'scriptlets', 'gnome-boxes', 'user-tmpfiles.d', 'nocow-gnome-boxes.conf');
+  const dir = await mkdtemp(join(tmpdir(), 'nocow-tmpfiles-'));
+  await chmod(dir, 0o755);
+  await copyFile(snippet, join(dir, 'nocow-gnome-boxes.conf')); // readable by nobody, unlike the work tree may be
+  const run = await runInFs({
+    fs: 'btrfs',
+    env: { D: dir },
+    script: String.raw`
+      chmod 0755 "$(dirname "$MNT")"
+      mkdir -p "$MNT/home/n/.local/share"; chown -R nobody: "$MNT/home/n"
+      login() { runuser -u nobody -- env HOME="$MNT/home/n" systemd-tmpfiles --user --create "$D/nocow-gnome-boxes.conf"; }
+      login
+      P="$MNT/home/n/.local/share/gnome-boxes/images"
+      echo "$(lsattr -d "$P" | cut -d' ' -f1) $(stat -c '%a %U' "$P")"
+      before=$(stat -c '%i %Z' "$P")
+      login
+      [ "$(stat -c '%i %Z' "$P")" = "$before" ] && echo "second login: unchanged"`,
+  });
+  t.equal(run.exitCode, 0, run.stderr);
+  t.equal(run.stdout, `${'-'.repeat(15)}C${'-'.repeat(6)} 755 nobody\nsecond login: unchanged`);
 });
