@@ -3,6 +3,7 @@ import yargs from 'yargs';
 import { UsageError } from './errors.js';
 import { processIo, type Io } from './io.js';
 import * as generate from './commands/generate.js';
+import * as migrate from './commands/migrate.js';
 
 /** Exit statuses: 0 done, 1 failed, 2 bad usage or declaration. */
 export async function main(argv: string[], io: Io = processIo): Promise<number> {
@@ -20,6 +21,9 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     .usage('$0 <command> [options]\n\nKeep Btrfs directories NOCOW (+C) and subvolumes through every install path.')
     .command(generate.command, generate.describe, generate.builder, async (args) => {
       status = await generate.run(args, io);
+    })
+    .command(migrate.command, migrate.describe, migrate.builder, async (args) => {
+      status = await migrate.run(args, io);
     })
     .option('debug', { type: 'boolean', describe: 'Show stack traces of errors', global: true })
     .demandCommand(1, 'Name a command: generate')

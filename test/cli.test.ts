@@ -83,9 +83,9 @@ t.test('GIVEN a JSON declaration file WHEN combined with a profile THEN both tar
   t.match(io.stdout, /^v \/var\/lib\/machines 0700 root root -$/m);
 });
 
+// dist/ is built by `npm test` before tap starts (one build, no race between test files).
 t.test('GIVEN the built package WHEN the nocow bin runs THEN it prints the artifacts and exits 0; a bad flag exits 2', async (t) => {
   const root = join(import.meta.dirname, '..');
-  await execa('npm', ['run', '--silent', 'build'], { cwd: root });
   const ok = await execa('node', ['dist/bin/nocow.js', 'generate'], { cwd: root });
   t.match(ok.stdout, /^%post --nochroot$/m);
   const bad = await execa('node', ['dist/bin/nocow.js', 'generate', '--nope'], { cwd: root, reject: false });

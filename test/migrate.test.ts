@@ -1,0 +1,173 @@
+// nocow migrate on real Btrfs: the rewrite keeps every byte and attribute, defragments,
+// survives being killed mid-copy and at the rename, and refuses what it must.
+import t from 'tap';
+import { join } from 'node:path';
+import { runInFs, type FsType } from './helpers/fs.js';
+
+// dist/ is built by `npm test` before tap starts.
+const NOCOW = join(import.meta.dirname, '..', 'dist', 'bin', 'nocow.js');
+const NC = `node ${NOCOW}`;
+
+/** A directory D with a file made copy-on-write before D got +C, as images copied in too early are. */
+const SETUP = String.raw`
+D=$MNT/images
+mkdir "$D"
+fragmented() {  # PATH: 8 MiB written as random 4 KiB pieces with a sync after each burst: many extents
+  head -c 8388608 /dev/urandom >"$1"; sync
+  for i in $(seq 1 300); do
+    dd if=/dev/urandom of="$1" bs=4096 count=1 seek=$(( (i * 7919) % 2048 )) conv=notrunc status=none
+    [ $((i % 10)) -ne 0 ] || sync
+  done
+  sync
+}
+describe() {  # PATH: what migrate must keep, and what it changes
+  echo "$(sha256sum <"$1" | cut -d' ' -f1) $(stat -c '%s %a %u:%g %y' "$1") $(getfattr -n user.origin --only-values "$1" 2>/dev/null)"
+}
+flags() { lsattr -d "$1" | cut -d' ' -f1; }
+extents() { filefrag "$1" | sed -E 's/.*: ([0-9]+) extents? found/\1/'; }
+set +e  # each script records the exit statuses it asserts on
+`;
+
+async function btrfs(script: string, fs: FsType = 'btrfs', extra: { raid1?: boolean; sizeMiB?: number } = {}) {
+  const run = await runInFs({ fs, script: SETUP + script, env: { NC }, ...extra });
+  return run;
+}
+
+t.test('GIVEN a fragmented CoW image in a +C directory WHEN migrated THEN it has +C, the same bytes, owner, mode, times and xattrs, and far fewer extents', async (t) => {
+  const run = await btrfs(String.raw`
+    fragmented "$D/disk.img"; chmod 0640 "$D/disk.img"; chown 107:36 "$D/disk.img"
+    setfattr -n user.origin -v kept "$D/disk.img"; touch -d '2020-05-06 07:08:09' "$D/disk.img"
+    chattr +C "$D"
+    echo "before $(describe "$D/disk.img") $(flags "$D/disk.img") $(extents "$D/disk.img")"
+    $NC migrate "$D" >"$MNT/out" 2>"$MNT/err"; echo "rc $?"
+    echo "after $(describe "$D/disk.img") $(flags "$D/disk.img") $(extents "$D/disk.img")"
+    echo "out $(cat "$MNT/out")"; echo "err $(cat "$MNT/err")"; echo "left $(ls -A "$D" | tr '\n' ' ')"
+    $NC migrate "$D"; echo "again $?"`);
+  t.equal(run.exitCode, 0, run.stderr);
+  const line = (key: string) => run.stdout.split('\n').find((l) => l.startsWith(`${key} `))!.slice(key.length + 1);
+  const [before, after] = [line('before').split(' '), line('after').split(' ')];
+  t.equal(line('rc'), '0');
+  t.same(after.slice(0, -2), before.slice(0, -2), 'same checksum, size, mode, owner, mtime, xattr');
+  t.notMatch(before.at(-2)!, /C/);
+  t.match(after.at(-2)!, /C/, 'the file has +C');
+  const [extentsBefore, extentsAfter] = [Number(before.at(-1)), Number(after.at(-1))];
+  t.ok(extentsBefore >= 50, `fragmented before: ${extentsBefore} extents`);
+  t.ok(extentsAfter * 10 <= extentsBefore, `after: ${extentsAfter} extents`);
+  t.match(line('out'), /^rewrote .*\/images\/disk\.img as NOCOW \(8\.0 MiB; extents \d+ → \d+\)$/);
+  t.equal(line('err'), '');
+  t.equal(line('left'), 'disk.img ', 'no temporary file left');
+  t.match(run.stdout, /^nothing to migrate: every file already has \+C\nagain 0$/m, 'a second run has nothing to do');
+});
+
+for (const [where, inject] of [
+  ['mid-copy (at its third data write)', '-e trace=pwrite64 -e inject=pwrite64:signal=KILL:when=3'],
+  ['at the rename over the original', '-f -e trace=rename,renameat,renameat2 -e inject=rename,renameat,renameat2:signal=KILL'],
+] as const) {
+  t.test(`GIVEN a migration killed ${where} WHEN it is run again THEN the original was intact meanwhile and the re-run finishes the job`, async (t) => {
+    const run = await btrfs(String.raw`
+      fragmented "$D/disk.img"; chattr +C "$D"
+      echo "before $(describe "$D/disk.img")"
+      rc=0; strace -qq -o /dev/null ${inject} $NC migrate "$D" >/dev/null 2>&1 || rc=$?
+      echo "killed $rc"
+      echo "meanwhile $(describe "$D/disk.img") $(flags "$D/disk.img")"
+      $NC migrate "$D" >/dev/null; echo "rerun $?"
+      echo "after $(describe "$D/disk.img") $(flags "$D/disk.img")"
+      echo "left $(ls -A "$D" | tr '\n' ' ')"`);
+    t.equal(run.exitCode, 0, run.stderr);
+    const line = (key: string) => run.stdout.split('\n').find((l) => l.startsWith(`${key} `))!.slice(key.length + 1);
+    t.equal(line('killed'), '137', 'killed by SIGKILL');
+    const before = line('before');
+    t.equal(line('meanwhile'), `${before} ${'-'.repeat(22)}`, 'the original: same bytes and attributes, still CoW');
+    t.equal(line('rerun'), '0');
+    t.match(line('after'), new RegExp(`^${before.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\S*C\\S*$`), 'rewritten with +C, same bytes and attributes');
+    t.equal(line('left'), 'disk.img ', 'the temporary file of the killed run is gone');
+  });
+}
+
+t.test('GIVEN sparse and preallocated files WHEN migrated THEN apparent sizes are kept, holes stay holes, preallocation stays allocated', async (t) => {
+  const run = await btrfs(String.raw`
+    truncate -s 64M "$D/sparse.img"; head -c 1048576 /dev/urandom | dd of="$D/sparse.img" bs=1M seek=10 conv=notrunc status=none
+    fallocate -l 16M "$D/prealloc.img"; head -c 1048576 /dev/urandom | dd of="$D/prealloc.img" bs=1M conv=notrunc status=none
+    sync; chattr +C "$D"
+    for f in sparse prealloc; do echo "$f before $(sha256sum <"$D/$f.img" | cut -c1-16) $(stat -c '%s %b' "$D/$f.img")"; done
+    $NC migrate "$D" >/dev/null; sync
+    for f in sparse prealloc; do echo "$f after $(sha256sum <"$D/$f.img" | cut -c1-16) $(stat -c '%s %b' "$D/$f.img") $(flags "$D/$f.img")"; done`);
+  t.equal(run.exitCode, 0, run.stderr);
+  const fields = (key: string) => run.stdout.split('\n').find((l) => l.startsWith(key))!.split(' ').slice(2);
+  for (const f of ['sparse', 'prealloc']) {
+    const [before, after] = [fields(`${f} before`), fields(`${f} after`)];
+    t.same(after.slice(0, 2), before.slice(0, 2), `${f}: same bytes and apparent size`);
+    t.match(after[3], /C/, `${f}: +C`);
+  }
+  const sparseBlocks = Number(fields('sparse after')[2]) * 512;
+  t.ok(sparseBlocks <= 2 * 1024 * 1024, `sparse: ${sparseBlocks} bytes allocated for 1 MiB of data in 64 MiB`);
+  const preallocBlocks = Number(fields('prealloc after')[2]) * 512;
+  t.ok(preallocBlocks >= 16 * 1024 * 1024, `preallocated: ${preallocBlocks} bytes allocated, as before`);
+});
+
+t.test('GIVEN a file some process holds open WHEN migrated THEN it is refused, naming the process; --force rewrites it', async (t) => {
+  const run = await btrfs(String.raw`
+    head -c 1048576 /dev/urandom >"$D/busy.img"; chattr +C "$D"
+    exec 3<"$D/busy.img"
+    $NC migrate "$D" >/dev/null 2>"$MNT/err"; echo "rc $?"; echo "err $(cat "$MNT/err")"; echo "flags $(flags "$D/busy.img")"
+    $NC migrate --force "$D" >/dev/null 2>&1; echo "forced $? $(flags "$D/busy.img")"
+    exec 3<&-`);
+  t.equal(run.exitCode, 0, run.stderr);
+  t.match(run.stdout, /^rc 1$/m);
+  t.match(run.stdout, /^err nocow: .*\/busy\.img: not rewritten: open by process \d+ \(--force overrides\)$/m);
+  t.match(run.stdout, /^flags -{22}$/m);
+  t.match(run.stdout, /^forced 0 \S*C\S*$/m);
+});
+
+t.test('GIVEN too little free space for the copy WHEN migrated THEN it is refused and the file untouched', async (t) => {
+  const run = await btrfs(
+    String.raw`
+    head -c 150M /dev/urandom >"$D/big.img"; sync; chattr +C "$D"
+    before=$(describe "$D/big.img")
+    $NC migrate "$D" >/dev/null 2>"$MNT/err"; echo "rc $?"; echo "err $(cat "$MNT/err")"
+    [ "$(describe "$D/big.img")" = "$before" ] && echo untouched`,
+    'btrfs',
+    { sizeMiB: 256 },
+  );
+  t.equal(run.exitCode, 0, run.stderr);
+  t.match(run.stdout, /^rc 1$/m);
+  t.match(run.stdout, /^err nocow: .*\/big\.img: not rewritten: not enough free space for the copy \(\d+\.\d MiB free, \d+\.\d MiB needed\)$/m);
+  t.match(run.stdout, /^untouched$/m);
+});
+
+t.test('GIVEN --dry-run WHEN migrate runs THEN it lists the files and changes nothing', async (t) => {
+  const run = await btrfs(String.raw`
+    head -c 1048576 /dev/urandom >"$D/a.img"; chattr +C "$D"
+    before=$(stat -c '%i %z' "$D/a.img")
+    $NC migrate -n "$D"; echo "rc $?"
+    [ "$(stat -c '%i %z' "$D/a.img")" = "$before" ] && echo unchanged`);
+  t.equal(run.exitCode, 0, run.stderr);
+  t.match(run.stdout, /^would rewrite .*\/images\/a\.img \(1\.0 MiB, \d+ extents\)\nrc 0\nunchanged$/);
+});
+
+t.test('GIVEN a raid1 Btrfs WHEN migrated THEN refused by default (checksums), rewritten with --force-nocow', async (t) => {
+  const run = await btrfs(
+    String.raw`
+    head -c 1048576 /dev/urandom >"$D/a.img"; chattr +C "$D"
+    $NC migrate "$D" >/dev/null 2>"$MNT/err"; echo "rc $?"; echo "err $(cat "$MNT/err")"
+    $NC migrate --force-nocow "$D" >/dev/null; echo "forced $? $(flags "$D/a.img")"`,
+    'btrfs',
+    { raid1: true },
+  );
+  t.equal(run.exitCode, 0, run.stderr);
+  t.match(run.stdout, /^rc 1\nerr nocow: .*\/a\.img: not rewritten: the data profile is RAID1: \+C would remove the checksums its self-healing needs \(--force-nocow overrides\)$/m);
+  t.match(run.stdout, /^forced 0 \S*C\S*$/m);
+});
+
+t.test('GIVEN ext4 WHEN migrated THEN refused as not on Btrfs; a missing path is a usage error', async (t) => {
+  const run = await btrfs(
+    String.raw`
+    head -c 4096 /dev/urandom >"$D/a.img"
+    $NC migrate "$D" >/dev/null 2>"$MNT/err"; echo "rc $?"; echo "err $(cat "$MNT/err")"
+    $NC migrate "$MNT/nope" 2>"$MNT/err2"; echo "missing $?"; echo "err2 $(cat "$MNT/err2")"`,
+    'ext4',
+  );
+  t.equal(run.exitCode, 0, run.stderr);
+  t.match(run.stdout, /^rc 1\nerr nocow: .*\/a\.img: not rewritten: not on Btrfs$/m);
+  t.match(run.stdout, /^missing 2\nerr2 nocow: error: .*\/nope: no such file or directory$/m);
+});
