@@ -2,7 +2,7 @@
 // Pure data; rendering and writing come after.
 import type { Declaration, Target } from './declaration/types.js';
 
-export const ARTIFACTS = ['posttrans', 'kickstart', 'tmpfiles', 'user-tmpfiles', 'hook'] as const;
+export const ARTIFACTS = ['posttrans', 'kickstart', 'tmpfiles', 'user-tmpfiles', 'hook', 'macros'] as const;
 export type Artifact = (typeof ARTIFACTS)[number];
 
 /** Produced when no artifact is named: those the packager and installer paths need. */
@@ -15,7 +15,8 @@ export type TemplateName =
   | 'kickstart-chroot.ks'
   | 'tmpfiles.conf'
   | 'user-tmpfiles.conf'
-  | 'apply.sh';
+  | 'apply.sh'
+  | 'macros.nocow';
 
 export interface PlannedFile {
   artifact: Artifact;
@@ -42,6 +43,10 @@ function file(artifact: Artifact, name: string, template: TemplateName, targets:
 /** Files for one artifact; none when it does not apply to these targets. */
 function filesFor(artifact: Artifact, system: Target[], user: Target[]): PlannedFile[] {
   switch (artifact) {
+    case 'macros':
+      // The macros take the path as their argument: one file whatever the targets, which
+      // serve only the marker comment (the declaration it came from).
+      return [file(artifact, 'macros.nocow', 'macros.nocow', [...system, ...user])];
     case 'posttrans':
       return system.length === 0
         ? []

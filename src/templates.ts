@@ -13,6 +13,7 @@ const FILE_TEMPLATES: readonly TemplateName[] = [
   'tmpfiles.conf',
   'user-tmpfiles.conf',
   'apply.sh',
+  'macros.nocow',
 ];
 
 const read = (name: string) => readFile(join(TEMPLATE_DIR, name), 'utf8');

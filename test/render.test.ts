@@ -42,6 +42,7 @@ t.test('GIVEN a declaration using every option WHEN every artifact is rendered T
       'tmpfiles.d/nocow-plain.conf',
       'user-tmpfiles.d/nocow-boxes.conf',
       'nocow-apply.sh',
+      'macros.nocow',
     ],
   );
   for (const f of files) {

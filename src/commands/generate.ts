@@ -49,7 +49,8 @@ export function builder(yargs: Argv): Argv<GenerateArgs> {
     .example('$0 generate', 'Every artifact for the default profile (libvirt), to stdout')
     .example('$0 generate posttrans --profile mariadb', 'The %posttrans section and its Requires lines for /var/lib/mysql')
     .example('$0 generate -c nocow.yaml -o build/', 'Artifacts for your own declaration, as files under build/')
-    .example('$0 generate tmpfiles user-tmpfiles -p libvirt -p gnome-boxes', 'Two profiles combined, tmpfiles.d snippets only') as unknown as Argv<GenerateArgs>;
+    .example('$0 generate tmpfiles user-tmpfiles -p libvirt -p gnome-boxes', 'Two profiles combined, tmpfiles.d snippets only')
+    .example('$0 generate macros -o /usr/lib/rpm/macros.d', 'The RPM macro file: specs then write %nocow_posttrans PATH') as unknown as Argv<GenerateArgs>;
 }
 
 export async function run(args: GenerateArgs, io: Io): Promise<number> {

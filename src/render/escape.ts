@@ -21,6 +21,15 @@ export function rpmEscape(text: string): string {
   return text.replace(/%/g, '%%');
 }
 
+/**
+ * The body of a definition in an RPM macro file (after rpmEscape where it is shell text):
+ * reading the file, rpm drops a `\` before any character and ends the definition at the
+ * first line without a trailing `\`. So `\` doubles, and every line break gets one.
+ */
+export function rpmMacroBody(text: string): string {
+  return text.replace(/\\/g, '\\\\').replace(/\n/g, '\\\n');
+}
+
 /** A value shown inside a `#` comment: no line breaks or control characters. */
 export function commentSafe(value: string): string {
   // eslint-disable-next-line no-control-regex

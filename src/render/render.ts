@@ -2,7 +2,7 @@
 import ejs from 'ejs';
 import type { Target } from '../declaration/types.js';
 import type { Plan, PlannedFile, TemplateName } from '../plan.js';
-import { assertKickstartSection, commentSafe, rpmEscape, shQuote, tmpfilesHomePath, tmpfilesQuote } from './escape.js';
+import { assertKickstartSection, commentSafe, rpmEscape, rpmMacroBody, shQuote, tmpfilesHomePath, tmpfilesQuote } from './escape.js';
 
 export interface Templates {
   /** The shell library, templates/nocow-lib.sh. */
@@ -43,6 +43,40 @@ function shellBody(templates: Templates, targets: Target[], root: string): strin
   return render(templates.body, { lib: templates.lib, root, targets }, shQuote);
 }
 
+/**
+ * rpm (4.14 to 4.18 at least) reads one definition of a macro file into a 16 KiB buffer
+ * (MACROBUFSIZ) and silently drops what does not fit: a definition stays within half that.
+ */
+export const RPM_MACRO_DEFINITION_MAX = 8192;
+
+/**
+ * The library as several macros %PREFIX1, %PREFIX2…, each within RPM_MACRO_DEFINITION_MAX,
+ * cut at blank lines. Returns their definitions, and a macro-file body (lines joined by
+ * `\`) that expands to the whole library again, the blank lines at the cuts included.
+ */
+export function rpmLibraryMacros(lib: string, prefix = '_nocow_lib'): { definitions: string; references: string } {
+  const define = (i: number, text: string) => `%${prefix}${i + 1} ${rpmMacroBody(rpmEscape(text))}`;
+  const fits = (definition: string) => Buffer.byteLength(definition) <= RPM_MACRO_DEFINITION_MAX;
+  // rpm trims blanks around a body, so a cut falls at a blank line between two unindented lines.
+  const pieces: string[] = [];
+  for (const paragraph of lib.replace(/\n+$/, '').split('\n\n')) {
+    const last = pieces.length - 1;
+    if (last >= 0 && (/\s$/.test(pieces[last]!) || /^\s/.test(paragraph))) pieces[last] += `\n\n${paragraph}`;
+    else pieces.push(paragraph);
+  }
+  const chunks: string[] = [];
+  for (const piece of pieces) {
+    const last = chunks.length - 1;
+    if (last >= 0 && fits(define(last, `${chunks[last]}\n\n${piece}`))) chunks[last] += `\n\n${piece}`;
+    else chunks.push(piece);
+  }
+  const definitions = chunks.map((chunk, i) => {
+    if (!fits(define(i, chunk))) throw new Error(`rpm macro file: %${prefix}${i + 1} would exceed ${RPM_MACRO_DEFINITION_MAX} bytes`);
+    return define(i, chunk);
+  });
+  return { definitions: definitions.join('\n'), references: chunks.map((_, i) => `%{${prefix}${i + 1}}`).join('\\\n\\\n') };
+}
+
 export function renderFile(plan: Plan, planned: PlannedFile, templates: Templates): RenderedFile {
   const template = templates.files[planned.template];
   const marker = markerComment(plan, planned.targets);
@@ -63,6 +97,15 @@ export function renderFile(plan: Plan, planned: PlannedFile, templates: Template
     case 'apply.sh':
       content = render(template, { marker, body: shellBody(templates, planned.targets, root!) }, shQuote);
       break;
+    case 'macros.nocow': {
+      const lib = rpmLibraryMacros(templates.lib);
+      content = render(
+        template,
+        { marker: rpmEscape(marker), version: plan.version, libDefinitions: lib.definitions, libReferences: lib.references },
+        (value) => rpmMacroBody(rpmEscape(String(value))),
+      );
+      break;
+    }
     case 'tmpfiles.conf':
       content = render(template, { marker, fileName, targets: planned.targets }, tmpfilesQuote);
       break;

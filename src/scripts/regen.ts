@@ -18,6 +18,8 @@ export function regenRuns(root: string): { out: string; argv: string[] }[] {
       if (!user) runs.push({ out: join(root, 'kickstart', profile), argv: ['generate', 'kickstart', '--profile', profile] });
       return runs;
     })
+    // The RPM macros take the path as their argument: one file for every profile.
+    .concat([{ out: join(root, 'scriptlets'), argv: ['generate', 'macros'] }])
     .map((run) => ({ ...run, argv: [...run.argv, '-o', run.out] }));
 }
 

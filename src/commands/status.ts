@@ -1,0 +1,102 @@
+// nocow status [PATH…]: is each declared directory as declared here, and which files in it still fragment?
+import type { Argv } from 'yargs';
+import { processIo, type Io } from '../io.js';
+
+export interface DeclarationArgs {
+  profile: string[];
+  config: string[];
+}
+
+export interface StatusArgs extends DeclarationArgs {
+  paths: string[];
+  root: string;
+  home?: string;
+  json: boolean;
+}
+
+// Not `array: true`: an array option would swallow the paths that follow it.
+const repeatable = (value: string | string[]): string[] => (Array.isArray(value) ? value : [value]);
+
+/** --profile and --config, as generate has them; shared with apply. */
+export function declarationOptions<T>(yargs: Argv<T>): Argv<T & DeclarationArgs> {
+  return yargs
+    .option('profile', {
+      alias: 'p',
+      describe: 'Built-in profile (repeatable, or comma-separated): libvirt, machines, mariadb, postgresql, gnome-boxes, gnome-boxes-flatpak',
+      type: 'string',
+      coerce: (value: string | string[]) => repeatable(value).flatMap((p) => p.split(',')).filter(Boolean),
+      default: [] as string[],
+      defaultDescription: 'libvirt, when no --config is given either',
+    })
+    .option('config', {
+      alias: 'c',
+      describe: 'Declaration file, YAML or JSON (repeatable; combines with --profile)',
+      type: 'string',
+      coerce: repeatable,
+      default: [] as string[],
+    }) as unknown as Argv<T & DeclarationArgs>;
+}
+
+/** The last --root wins, as for most tools; the shell artifacts take one root too. */
+const single = (value: string | string[]): string => (Array.isArray(value) ? value[value.length - 1]! : value);
+
+export function rootOption<T>(yargs: Argv<T>, describe: string): Argv<T & { root: string }> {
+  return yargs.option('root', { describe, type: 'string', default: '/', requiresArg: true, coerce: single }) as unknown as Argv<T & { root: string }>;
+}
+
+export const command = 'status [paths..]';
+export const describe = 'Show whether each declared directory is a subvolume with +C here, and which files in it still copy on write';
+
+export function builder(yargs: Argv): Argv<StatusArgs> {
+  return rootOption(
+    declarationOptions(
+      yargs.positional('paths', {
+        describe: 'Only the targets with these paths (under --root); a path no target declares is inspected with the default declaration',
+        type: 'string',
+        array: true,
+        default: [] as string[],
+        defaultDescription: 'every declared target',
+      }),
+    ),
+    'Inspect the targets under DIR (an image or installer root)',
+  )
+    .option('home', {
+      describe: 'Inspect user-scope targets in this home directory (a path on this machine, not under --root); without it they are skipped',
+      type: 'string',
+      requiresArg: true,
+      coerce: single,
+    })
+    .option('json', { describe: 'Print the report as JSON (schema version 1, see README)', type: 'boolean', default: false })
+    .epilogue('Exit status: 0 every target as declared (or nothing expected of it: not on Btrfs, opted out); 1 some target deviates; 2 error.')
+    .example('$0 status', 'The libvirt images directory: file system, subvolume, +C, data profile, copy-on-write files')
+    .example('$0 status -p mariadb --json', 'The MariaDB data directory, as JSON')
+    .example('$0 status --root /mnt/sysroot -c nocow.yaml', 'Your declaration, inside an installed image')
+    .example('$0 status -p gnome-boxes --home ~', 'A user-scope target, in your home') as unknown as Argv<StatusArgs>;
+}
+
+export async function run(args: StatusArgs, io: Io): Promise<number> {
+  const [{ loadDeclaration }, { selectSubjects, directoryArg }, { inspect }, { judge, exitStatus }, format] = await Promise.all([
+    import('../declaration/load.js'),
+    import('../inspect/select.js'),
+    import('../inspect/inspect.js'),
+    import('../inspect/evaluate.js'),
+    import('../inspect/format.js'),
+  ]);
+  const root = await directoryArg('--root', args.root);
+  const home = args.home === undefined ? undefined : await directoryArg('--home', args.home);
+  const declaration = await loadDeclaration({ profiles: args.profile, configs: args.config });
+  const subjects = selectSubjects(declaration.targets, args.paths, root, home);
+  const entries = await Promise.all(
+    subjects.map(async (subject) => {
+      const facts = await inspect(subject, { root });
+      return { subject, facts, judgement: judge(subject, facts) };
+    }),
+  );
+  for (const { subject, facts } of entries) {
+    for (const problem of facts.problems) io.err(`nocow: error: ${format.printable(subject.name ?? subject.path)}: ${format.printable(problem)}\n`);
+  }
+  if (args.json) io.out(format.statusJson(root, home ?? null, entries));
+  else if (io === processIo && process.stdout.isTTY) io.out(format.statusTable(root, entries));
+  else io.out(format.statusPlain(root, entries));
+  return exitStatus(entries.map((e) => e.judgement.state));
+}

@@ -1,0 +1,124 @@
+// Facts about a target → whether it is as declared (status), and what nocow apply would do (--dry-run).
+// Pure: the same rules as DESIGN.md's per-target algorithm, read off the facts, never acted on.
+import type { Facts } from './inspect.js';
+import { REDUNDANT_PROFILES, type Subject } from './subject.js';
+
+/** Exit status 0 unless some target deviates (1) or could not be inspected (2). */
+export type State = 'as-declared' | 'deviates' | 'not-applicable' | 'opted-out' | 'skipped' | 'error';
+
+export interface Judgement {
+  state: State;
+  /** What this machine should show, given the file system, its data profile and the opt-out. */
+  expected: { subvolume: boolean; nocow: boolean };
+  deviations: string[];
+  notes: string[];
+}
+
+const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+
+/** Why +C is not expected although declared: a redundant profile kept for its checksums. */
+function redundancySkip(s: Subject, f: Facts): string | null {
+  if (!s.nocow || s.redundancy === 'force-nocow' || f.dataProfile === null || !REDUNDANT_PROFILES.includes(f.dataProfile)) return null;
+  return `+C skipped: ${f.dataProfile} keeps checksums for self-healing (redundancy: force-nocow overrides)`;
+}
+
+function optOutNote(f: Facts): string | null {
+  if (!f.optOut) return null;
+  return f.optOut.by === 'env' ? 'opted out by NOCOW_DISABLE=1' : `opted out by the masked ${f.optOut.file}`;
+}
+
+export function judge(s: Subject, f: Facts): Judgement {
+  const notes: string[] = [];
+  const deviations: string[] = [];
+  const btrfs = f.fstype === 'btrfs';
+  const optedOut = optOutNote(f);
+  const skip = btrfs ? redundancySkip(s, f) : null;
+  const active = btrfs && !optedOut;
+  const expected = { subvolume: active && s.subvolume === 'auto', nocow: active && s.nocow && !skip };
+
+  if (s.base === null) {
+    notes.push('user scope: give --home DIR to inspect it (user tmpfiles.d applies it at each login)');
+    return { state: 'skipped', expected, deviations, notes };
+  }
+  if (f.escapes) deviations.push(`${f.escapes} is a symlink leading out of ${s.base}: nocow apply leaves the target alone`);
+  if (optedOut) notes.push(optedOut);
+  if (f.fstype !== null && !btrfs) notes.push(`not on Btrfs (${f.fstype}): nothing is expected`);
+  if (active && skip) notes.push(skip);
+  if (active && !f.btrfsProgs) notes.push('btrfs-progs not installed: subvolume told by its inode number, data profile unknown');
+
+  if (active) {
+    // nocow apply acts on system targets only; user tmpfiles.d on user ones, and only by `v` and `h +C`.
+    const hint = (system: string, user?: string): string => {
+      const h = s.scope === 'system' ? system : user;
+      return h ? ` (${h})` : '';
+    };
+    for (const leftover of f.leftovers) deviations.push(`${leftover} is left by an interrupted conversion${hint('nocow apply repairs it')}`);
+    if (!f.exists) deviations.push(`missing${hint('nocow apply creates it', 'user tmpfiles.d creates it at the next login')}`);
+    else if (!f.directory) deviations.push(`exists and is not a directory${hint('nocow apply leaves it alone')}`);
+    else {
+      if (expected.subvolume && f.subvolume === false) {
+        deviations.push(
+          f.mountPoint
+            ? `not a subvolume: a mount point${hint('nocow apply does not convert one')}`
+            : f.empty
+              ? `not a subvolume${hint(f.btrfsProgs ? 'empty: nocow apply converts it' : 'empty, but nocow apply needs btrfs-progs to convert it')}`
+              : `not a subvolume, and not empty${hint('nocow apply never moves data, so it stays a plain directory')}`,
+        );
+      }
+      if (expected.nocow && f.nocow === false) deviations.push(`no +C on the directory${hint('nocow apply sets it', 'user tmpfiles.d sets it at the next login')}`);
+      const cow = f.cowFiles?.length ?? 0;
+      if (expected.nocow && cow > 0) {
+        deviations.push(`${plural(cow, 'file')} without +C: copy-on-write, fragmenting when rewritten in place (nocow migrate rewrites them)`);
+      }
+    }
+  }
+
+  const state: State =
+    f.problems.length > 0 ? 'error' : deviations.length > 0 ? 'deviates' : optedOut ? 'opted-out' : !btrfs ? 'not-applicable' : 'as-declared';
+  return { state, expected, deviations, notes };
+}
+
+/** 0: every target as declared (or nothing expected of it); 1: some deviates; 2: some could not be inspected. */
+export function exitStatus(states: State[]): number {
+  if (states.includes('error')) return 2;
+  return states.includes('deviates') ? 1 : 0;
+}
+
+/**
+ * What the shell library would do to this target now, step by step as DESIGN.md orders them,
+ * as one sentence starting with "would …" or "nothing: …". A plan read off the facts, not a run.
+ */
+export function planApply(s: Subject, f: Facts): string {
+  if (f.optOut?.by === 'env') return 'nothing: NOCOW_DISABLE=1';
+  if (f.optOut) return `nothing: opted out by the masked ${f.optOut.file}`;
+  if (f.escapes) return `nothing: ${f.escapes} is a symlink leading out of the root (a warning)`;
+  if (f.problems.length > 0) return `cannot tell: ${f.problems[0]}`;
+  if (f.leftovers.length > 0) {
+    return `would first repair the interrupted conversion that left ${f.leftovers.join(' and ')}, then act on what the repair leaves`;
+  }
+  if (f.fstype !== 'btrfs') return `nothing: not on Btrfs (${f.fstype})`;
+
+  const skip = redundancySkip(s, f);
+  const flag = !s.nocow ? '' : skip ? `; ${skip}` : '';
+  const makesSubvolumes = s.subvolume === 'auto' && f.btrfsProgs;
+  if (!f.exists) {
+    const kind = makesSubvolumes ? 'subvolume' : 'directory';
+    return `would create a ${kind} with mode ${s.mode}, owner ${s.user}:${s.group}${s.nocow && !skip ? ', and set +C' : flag}`;
+  }
+  if (!f.directory) return 'nothing: it exists and is not a directory (a warning)';
+  if (makesSubvolumes && f.subvolume === false && !f.mountPoint && f.empty) {
+    return `would convert the empty directory into a subvolume, keeping its mode, owner, ACLs, xattrs and times${s.nocow && !skip ? ', with +C' : flag}`;
+  }
+  const remarks: string[] = [];
+  if (s.subvolume === 'auto' && f.subvolume === false) {
+    remarks.push(f.mountPoint ? 'a mount point is not converted' : f.empty ? 'no subvolume without btrfs-progs' : 'not empty, so it stays a plain directory');
+  }
+  const cow = f.cowFiles?.length ?? 0;
+  const aside = () => (remarks.length > 0 ? ` (${remarks.join('; ')})` : '');
+  if (s.nocow && !skip && f.nocow === false) {
+    const existing = f.empty ? '' : `; ${plural(cow, 'existing file keeps', 'existing files keep')} copy-on-write`;
+    return `would set +C on the directory${existing}${aside()}`;
+  }
+  if (s.nocow && !skip && cow > 0) remarks.push(`${plural(cow, 'file keeps', 'files keep')} copy-on-write`);
+  return `nothing to change${aside()}${flag}`;
+}

@@ -1,0 +1,321 @@
+// Probing a target on disk: the facts status reports and apply --dry-run plans from.
+// The same questions the shell library asks (stat -f, inode 256, lsattr, btrfs filesystem df),
+// answered by the same programs, so the two cannot disagree about what they see.
+import { execa } from 'execa';
+import { lstat, opendir, stat } from 'node:fs/promises';
+import { joinBase, relativePath, type Subject } from './subject.js';
+
+export interface CowFile {
+  /** Relative to the target directory. */
+  path: string;
+  size: number;
+  /** As filefrag counts them; null where it could not tell (or was not asked). */
+  extents: number | null;
+}
+
+export type OptOut = { by: 'env'; file: null } | { by: 'mask'; file: string };
+
+export interface Facts {
+  /** Where the target is on this machine, symlinks on the way resolved; null when not inspected. */
+  location: string | null;
+  /** The symlink through which the path leaves its root or home; nothing else is probed then. */
+  escapes: string | null;
+  /** `stat -f -c %T` of the path or, when missing, of its nearest existing ancestor. */
+  fstype: string | null;
+  exists: boolean;
+  directory: boolean;
+  /** null when not an existing directory on Btrfs. */
+  subvolume: boolean | null;
+  /** Another file system, or a bind mount, mounted on the path (apply never converts one). */
+  mountPoint: boolean;
+  empty: boolean | null;
+  /** +C on the directory; null when not an existing directory on Btrfs. */
+  nocow: boolean | null;
+  /** Lower case ("single", "dup", "raid1"…); null off Btrfs or without btrfs-progs. */
+  dataProfile: string | null;
+  btrfsProgs: boolean;
+  optOut: OptOut | null;
+  /** PATH.nocow-new / PATH.nocow-old left by an interrupted conversion. */
+  leftovers: string[];
+  /** Regular files inside (same file system) without +C; null when not looked for. */
+  cowFiles: CowFile[] | null;
+  /** What could not be probed, one line each. */
+  problems: string[];
+}
+
+export interface InspectOptions {
+  root: string;
+  env?: NodeJS.ProcessEnv;
+  /** Count extents with filefrag (status); apply --dry-run only needs the count of files. */
+  extents?: boolean;
+}
+
+interface ToolResult {
+  ok: boolean;
+  /** The program is not installed. */
+  missing: boolean;
+  stdout: string;
+  /** First line of stderr. */
+  error: string;
+}
+
+// As the shell library's nocow_init: sbin first, where btrfs lives on most distributions.
+const TOOL_ENV = { LC_ALL: 'C', PATH: `/usr/sbin:/usr/bin:/sbin:/bin${process.env.PATH ? `:${process.env.PATH}` : ''}` };
+
+async function tool(command: string, args: string[]): Promise<ToolResult> {
+  const r = await execa(command, args, { reject: false, env: TOOL_ENV, stdin: 'ignore', stripFinalNewline: false });
+  const missing = (r as { code?: string }).code === 'ENOENT';
+  const stderr: string = typeof r.stderr === 'string' ? r.stderr : '';
+  const error = stderr.split('\n')[0] || (missing ? `${command}: not installed` : String(r.shortMessage ?? `${command} failed`));
+  return { ok: !r.failed, missing, stdout: typeof r.stdout === 'string' ? r.stdout : '', error };
+}
+
+const exists = (path: string) => lstat(path).then(() => true, () => false);
+
+/** A tmpfiles.d snippet masked the way systemd-tmpfiles and the shell library read it: /dev/null, or empty. */
+async function masked(file: string): Promise<boolean> {
+  const st = await stat(file).catch(() => undefined);
+  return st !== undefined && (st.isCharacterDevice() || (st.isFile() && st.size === 0));
+}
+
+async function optOut(s: Subject, root: string, env: NodeJS.ProcessEnv): Promise<OptOut | null> {
+  if (env.NOCOW_DISABLE === '1') return { by: 'env', file: null };
+  if (s.name === null) return null;
+  const snippet = `nocow-${s.name}.conf`;
+  const candidates =
+    s.scope === 'system'
+      ? [joinBase(root, `/etc/tmpfiles.d/${snippet}`)]
+      : [
+          ...(s.base === null ? [] : [joinBase(s.base, `/.config/user-tmpfiles.d/${snippet}`)]),
+          joinBase(root, `/etc/user-tmpfiles.d/${snippet}`),
+        ];
+  for (const file of candidates) if (await masked(file)) return { by: 'mask', file };
+  return null;
+}
+
+/** As the shell's nocow_resolve: resolve only when an existing component is a symlink, and refuse to leave the base. */
+async function resolve(base: string, rel: string, problems: string[]): Promise<{ location: string | null; escapes: string | null }> {
+  const top = base.replace(/\/+$/, '');
+  const path = `${top}${rel}`;
+  let walk = top;
+  let link: string | undefined;
+  for (const part of rel.split('/').filter(Boolean)) {
+    walk = `${walk}/${part}`;
+    const st = await lstat(walk).catch(() => undefined);
+    if (!st) return { location: path, escapes: null };
+    if (st.isSymbolicLink()) {
+      link = walk;
+      break;
+    }
+  }
+  if (link === undefined) return { location: path, escapes: null };
+  const real = await tool('realpath', ['-m', '--', path]);
+  const resolved = real.stdout.replace(/\n$/, '');
+  if (!real.ok || resolved === '') {
+    problems.push(`cannot resolve the symlink ${link}: ${real.error}`);
+    return { location: null, escapes: null };
+  }
+  if (!resolved.startsWith(`${top}/`) || resolved === `${top}/`) return { location: null, escapes: link };
+  return { location: resolved, escapes: null };
+}
+
+async function nearestExisting(path: string): Promise<string> {
+  let p = path;
+  while (!(await exists(p))) {
+    const cut = p.lastIndexOf('/');
+    if (cut <= 0) return '/';
+    p = p.slice(0, cut);
+  }
+  return p;
+}
+
+/** The data profile as the shell library reads it: the first line of `btrfs filesystem df`. */
+async function dataProfile(path: string): Promise<{ profile: string | null; progs: boolean; problem?: string }> {
+  const df = await tool('btrfs', ['filesystem', 'df', '--', path]);
+  if (df.missing) return { profile: null, progs: false };
+  const m = /^[^,\n]*, ([^:\n]+):/.exec(df.stdout);
+  if (!df.ok || !m) return { profile: null, progs: true, problem: `cannot read the data profile of ${path}: ${df.error}` };
+  return { profile: m[1]!.toLowerCase(), progs: true };
+}
+
+/** Inode 256 is a subvolume's root on Btrfs; btrfs subvolume show confirms it where it can. */
+async function isSubvolume(path: string, inode: number): Promise<boolean> {
+  if (inode !== 256) return false;
+  const show = await tool('btrfs', ['subvolume', 'show', '--', path]);
+  // Without btrfs-progs, or without the privileges show needs, the inode number alone decides.
+  return show.ok || !/not a btrfs subvolume/i.test(show.error);
+}
+
+async function dirNocow(path: string, problems: string[]): Promise<boolean | null> {
+  const ls = await tool('lsattr', ['-d', '--', path]);
+  if (!ls.ok) {
+    problems.push(`cannot read the attributes of ${path}: ${ls.error}`);
+    return null;
+  }
+  return ls.stdout.split(' ')[0]!.includes('C');
+}
+
+async function isEmpty(path: string, problems: string[]): Promise<boolean | null> {
+  try {
+    const dir = await opendir(path);
+    const first = await dir.read();
+    await dir.close();
+    return first === null;
+  } catch (err) {
+    problems.push(`cannot read the directory ${path}: ${(err as Error).message}`);
+    return null;
+  }
+}
+
+// Well under ARG_MAX (2 MiB on Linux, environment included), so any number of files takes few processes.
+const ARGS_BYTES = 128 * 1024;
+
+function batches(items: string[]): string[][] {
+  const out: string[][] = [];
+  let current: string[] = [];
+  let bytes = 0;
+  for (const item of items) {
+    const size = Buffer.byteLength(item) + 1;
+    if (current.length > 0 && bytes + size > ARGS_BYTES) {
+      out.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(item);
+    bytes += size;
+  }
+  if (current.length > 0) out.push(current);
+  return out;
+}
+
+/** `FLAGS NAME` per file, in argument order. Walking the known names (rather than splitting
+ * lines) keeps names with spaces or newlines intact; a file lsattr failed on has no line. */
+function lsattrFlags(out: string, files: string[]): Map<string, string> {
+  const found = new Map<string, string>();
+  let at = 0;
+  for (const file of files) {
+    const space = out.indexOf(' ', at);
+    if (space < 0) break;
+    const line = `${file}\n`;
+    if (!out.startsWith(line, space + 1)) continue;
+    found.set(file, out.slice(at, space));
+    at = space + 1 + line.length;
+  }
+  return found;
+}
+
+const EXTENTS = /^(\d+) extents? found[^\n]*\n/;
+
+/** `NAME: N extents found` per file, read like lsattrFlags. */
+function filefragExtents(out: string, files: string[]): Map<string, number> {
+  const found = new Map<string, number>();
+  let at = 0;
+  for (const file of files) {
+    const head = `${file}: `;
+    if (!out.startsWith(head, at)) continue;
+    const m = EXTENTS.exec(out.slice(at + head.length, at + head.length + 200));
+    if (!m) continue;
+    found.set(file, Number(m[1]));
+    at += head.length + m[0].length;
+  }
+  return found;
+}
+
+async function cowFiles(dir: string, extents: boolean, problems: string[]): Promise<CowFile[]> {
+  // -xdev as in the shell library: a nested subvolume or mount is another target's business.
+  const found = await tool('find', [dir, '-xdev', '-type', 'f', '-printf', '%s %P\\0']);
+  if (!found.ok) problems.push(`cannot list the files in ${dir}: ${found.error}`);
+  const sizes = new Map<string, number>();
+  for (const entry of found.stdout.split('\0')) {
+    const space = entry.indexOf(' ');
+    if (space > 0) sizes.set(`${dir}/${entry.slice(space + 1)}`, Number(entry.slice(0, space)));
+  }
+  const files = [...sizes.keys()];
+  const flags = new Map<string, string>();
+  for (const batch of batches(files)) {
+    const ls = await tool('lsattr', ['--', ...batch]);
+    if (ls.missing) {
+      problems.push(`cannot read file attributes: ${ls.error}`);
+      break;
+    }
+    // A file removed since find listed it is simply not reported.
+    for (const [file, f] of lsattrFlags(ls.stdout, batch)) flags.set(file, f);
+  }
+  const cow = files.filter((f) => flags.has(f) && !flags.get(f)!.includes('C'));
+  const counts = new Map<string, number>();
+  if (extents) {
+    for (const batch of batches(cow)) {
+      const frag = await tool('filefrag', ['--', ...batch]);
+      if (frag.missing) {
+        problems.push(`cannot count extents: ${frag.error}`);
+        break;
+      }
+      for (const [file, n] of filefragExtents(frag.stdout, batch)) counts.set(file, n);
+    }
+  }
+  const prefix = dir.length + 1;
+  return cow
+    .map((file) => ({ path: file.slice(prefix), size: sizes.get(file)!, extents: counts.get(file) ?? null }))
+    .sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}
+
+export async function inspect(subject: Subject, opts: InspectOptions): Promise<Facts> {
+  const problems: string[] = [];
+  const facts: Facts = {
+    location: null,
+    escapes: null,
+    fstype: null,
+    exists: false,
+    directory: false,
+    subvolume: null,
+    mountPoint: false,
+    empty: null,
+    nocow: null,
+    dataProfile: null,
+    btrfsProgs: true,
+    optOut: await optOut(subject, opts.root, opts.env ?? process.env),
+    leftovers: [],
+    cowFiles: null,
+    problems,
+  };
+  if (subject.base === null) return facts;
+  const { location, escapes } = await resolve(subject.base, relativePath(subject), problems);
+  facts.escapes = escapes;
+  if (location === null) return facts;
+  facts.location = location;
+
+  const ancestor = await nearestExisting(location);
+  const fs = await tool('stat', ['-f', '-c', '%T', '--', ancestor]);
+  if (!fs.ok) {
+    problems.push(`cannot tell the file system of ${ancestor}: ${fs.error}`);
+    return facts;
+  }
+  facts.fstype = fs.stdout.trim();
+  const st = await lstat(location).catch(() => undefined);
+  facts.exists = st !== undefined;
+  facts.directory = st?.isDirectory() ?? false;
+  for (const leftover of [`${location}.nocow-new`, `${location}.nocow-old`]) if (await exists(leftover)) facts.leftovers.push(leftover);
+  if (facts.fstype !== 'btrfs') return facts;
+
+  const profile = dataProfile(ancestor);
+  if (st?.isDirectory()) {
+    const [subvolume, nocow, empty, parent, files] = await Promise.all([
+      isSubvolume(location, st.ino),
+      dirNocow(location, problems),
+      isEmpty(location, problems),
+      stat(`${location}/..`).catch(() => undefined),
+      subject.nocow ? cowFiles(location, opts.extents ?? true, problems) : null,
+    ]);
+    facts.subvolume = subvolume;
+    // As the shell library tells them: another device with another inode than 256 is a mount point.
+    facts.mountPoint = st.ino !== 256 && parent !== undefined && st.dev !== parent.dev;
+    facts.nocow = nocow;
+    facts.empty = empty;
+    facts.cowFiles = files;
+  }
+  const p = await profile;
+  facts.dataProfile = p.profile;
+  facts.btrfsProgs = p.progs;
+  if (p.problem) problems.push(p.problem);
+  return facts;
+}

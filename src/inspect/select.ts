@@ -1,0 +1,54 @@
+// Command-line arguments → what to inspect: the root, the home, and the targets (all, or those named by path).
+import { stat } from 'node:fs/promises';
+import { posix, resolve } from 'node:path';
+import type { Target } from '../declaration/types.js';
+import { UsageError } from '../errors.js';
+import { declaredSubject, joinBase, undeclaredSubject, type Subject } from './subject.js';
+
+/** An existing directory, made absolute (a relative one is taken from the current directory). */
+export async function directoryArg(option: string, dir: string): Promise<string> {
+  const st = await stat(dir).catch((err: NodeJS.ErrnoException) => err);
+  if (st instanceof Error) throw new UsageError(`${option} ${dir}: ${st.code === 'ENOENT' ? 'does not exist' : st.message}`);
+  if (!st.isDirectory()) throw new UsageError(`${option} ${dir}: not a directory`);
+  return resolve(dir);
+}
+
+const normal = (p: string): string => {
+  const n = posix.normalize(p);
+  return n.length > 1 ? n.replace(/\/+$/, '') : n;
+};
+
+/** Where a target's path is on this machine, for matching a PATH argument; null for user scope without a home. */
+function shownPath(t: Target, home: string | undefined): string | null {
+  if (t.scope === 'system') return t.path;
+  return home === undefined ? null : normal(joinBase(home, t.path.slice(1)));
+}
+
+/**
+ * Every target, or those whose path is given. A given path matches a system target's path
+ * (as under the root), a user target's `~/…` path, or, with a home, where that lies.
+ * A path no target declares is inspected all the same, with the declaration's defaults.
+ */
+export function selectSubjects(targets: Target[], paths: string[], root: string, home: string | undefined): Subject[] {
+  if (paths.length === 0) return targets.map((t) => declaredSubject(t, root, home));
+  const chosen: Subject[] = [];
+  const seen = new Set<string>();
+  for (const given of paths) {
+    let match = targets.find((t) => t.path === given);
+    let path = given;
+    if (!match) {
+      if (!given.startsWith('/')) {
+        if (root !== '/') throw new UsageError(`${given}: with --root, give a path as seen under the root, starting with "/"`);
+        path = resolve(given);
+      }
+      path = normal(path);
+      match = targets.find((t) => shownPath(t, home) === path);
+    }
+    const subject = match ? declaredSubject(match, root, home) : undeclaredSubject(path, root);
+    const key = match ? `target:${match.name}` : `path:${path}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    chosen.push(subject);
+  }
+  return chosen;
+}
