@@ -1,33 +1,18 @@
 // nocow apply on real loop-mounted file systems: the generated nocow-apply.sh run through
 // the built CLI inside each test's mount namespace; --dry-run proven to change nothing.
 import t from 'tap';
-import { execa } from 'execa';
-import { mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main } from '../src/main.js';
 import type { Io } from '../src/io.js';
 import { PRELUDE } from './helpers/artifacts.js';
 import { runInFs, type FsType } from './helpers/fs.js';
+import { builtCli, NOCOW_FN } from './helpers/cli.js';
 
-const REPO = join(import.meta.dirname, '..');
 
-// A private build: cli.test.ts rebuilds dist/ while other files run, and a module
-// being rewritten cannot be loaded. Same command, same config, another outDir.
-let cli = '';
-let work = '';
-t.before(async () => {
-  work = await mkdtemp(join(tmpdir(), 'nocow-apply-'));
-  for (const name of ['templates', 'package.json', 'node_modules']) await symlink(join(REPO, name), join(work, name));
-  await execa('npm', ['run', '--silent', 'build', '--', '--outDir', join(work, 'dist')], { cwd: REPO });
-  cli = join(work, 'dist', 'bin', 'nocow.js');
-});
-t.teardown(() => rm(work, { recursive: true, force: true }));
-
-/** `nocow LABEL ARGS…` in a test script: runs the built CLI; LABEL.out, .err, .rc in $A. */
-const NOCOW = String.raw`
-nocow() { label=$1; shift; rc=0; node "$CLI" "$@" >"$A/$label.out" 2>"$A/$label.err" || rc=$?; echo $rc >"$A/$label.rc"; }
-`;
+const cli = builtCli();
+const NOCOW = NOCOW_FN;
 
 interface Output {
   out: string;

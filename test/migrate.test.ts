@@ -1,12 +1,10 @@
 // nocow migrate on real Btrfs: the rewrite keeps every byte and attribute, defragments,
 // survives being killed mid-copy and at the rename, and refuses what it must.
 import t from 'tap';
-import { join } from 'node:path';
 import { runInFs, type FsType } from './helpers/fs.js';
+import { builtCli } from './helpers/cli.js';
 
-// dist/ is built by `npm test` before tap starts.
-const NOCOW = join(import.meta.dirname, '..', 'dist', 'bin', 'nocow.js');
-const NC = `node ${NOCOW}`;
+const NC = `node ${builtCli()}`;
 
 /** A directory D with a file made copy-on-write before D got +C, as images copied in too early are. */
 const SETUP = String.raw`

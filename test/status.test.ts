@@ -1,38 +1,23 @@
 // nocow status on real loop-mounted file systems: the built CLI runs inside each test's
 // mount namespace, against what the shell library (through nocow apply) leaves on disk.
 import t from 'tap';
-import { execa } from 'execa';
-import { mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main } from '../src/main.js';
 import type { Io } from '../src/io.js';
 import { PRELUDE } from './helpers/artifacts.js';
 import { runInFs, type FsType } from './helpers/fs.js';
+import { builtCli, NOCOW_FN } from './helpers/cli.js';
 import { statusTable } from '../src/inspect/format.js';
 import { judge } from '../src/inspect/evaluate.js';
 import type { Facts } from '../src/inspect/inspect.js';
 import { undeclaredSubject } from '../src/inspect/subject.js';
 
-const REPO = join(import.meta.dirname, '..');
 const P = '/var/lib/libvirt/images';
 
-// A private build: cli.test.ts rebuilds dist/ while other files run, and a module
-// being rewritten cannot be loaded. Same command, same config, another outDir.
-let cli = '';
-let work = '';
-t.before(async () => {
-  work = await mkdtemp(join(tmpdir(), 'nocow-status-'));
-  for (const name of ['templates', 'package.json', 'node_modules']) await symlink(join(REPO, name), join(work, name));
-  await execa('npm', ['run', '--silent', 'build', '--', '--outDir', join(work, 'dist')], { cwd: REPO });
-  cli = join(work, 'dist', 'bin', 'nocow.js');
-});
-t.teardown(() => rm(work, { recursive: true, force: true }));
-
-/** `nocow LABEL ARGS…` in a test script: runs the built CLI; LABEL.out, .err, .rc in $A. */
-const NOCOW = String.raw`
-nocow() { label=$1; shift; rc=0; node "$CLI" "$@" >"$A/$label.out" 2>"$A/$label.err" || rc=$?; echo $rc >"$A/$label.rc"; }
-`;
+const cli = builtCli();
+const NOCOW = NOCOW_FN;
 
 interface Scenario {
   out: (label: string) => Promise<{ out: string; err: string; rc: number }>;
