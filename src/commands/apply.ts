@@ -3,7 +3,7 @@
 import type { Argv } from 'yargs';
 import type { Declaration, Target } from '../declaration/types.js';
 import type { Io } from '../io.js';
-import { declarationOptions, rootOption, type DeclarationArgs } from './status.js';
+import { declarationOptions, rootOption, type DeclarationArgs } from '../cli-options.js';
 
 export interface ApplyArgs extends DeclarationArgs {
   root: string;

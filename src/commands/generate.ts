@@ -1,44 +1,25 @@
 // nocow generate [ARTIFACT…]: declaration → plan → rendered artifacts → stdout or -o DIR.
 import type { Argv } from 'yargs';
 import type { Io } from '../io.js';
+import { declarationOptions, type DeclarationArgs } from '../cli-options.js';
 import { ARTIFACTS, DEFAULT_ARTIFACTS, type Artifact } from '../plan.js';
 
-export interface GenerateArgs {
+export interface GenerateArgs extends DeclarationArgs {
   artifacts: Artifact[];
-  profile: string[];
-  config: string[];
   output?: string;
 }
-
-// Not `array: true`: an array option would swallow the artifact names that follow it.
-const repeatable = (value: string | string[]): string[] => (Array.isArray(value) ? value : [value]);
 
 export const command = 'generate [artifacts..]';
 export const describe = 'Generate RPM, kickstart and tmpfiles.d artifacts from a declaration';
 
 export function builder(yargs: Argv): Argv<GenerateArgs> {
-  return yargs
+  return declarationOptions(yargs)
     .positional('artifacts', {
       describe: `What to generate (default: ${DEFAULT_ARTIFACTS.join(', ')}: those that apply)`,
       choices: ARTIFACTS,
       array: true,
       default: [] as Artifact[],
       defaultDescription: 'all that apply',
-    })
-    .option('profile', {
-      alias: 'p',
-      describe: 'Built-in profile (repeatable, or comma-separated): libvirt, machines, mariadb, postgresql, gnome-boxes, gnome-boxes-flatpak',
-      type: 'string',
-      coerce: (value: string | string[]) => repeatable(value).flatMap((p) => p.split(',')).filter(Boolean),
-      default: [] as string[],
-      defaultDescription: 'libvirt, when no --config is given either',
-    })
-    .option('config', {
-      alias: 'c',
-      describe: 'Declaration file, YAML or JSON (repeatable; combines with --profile)',
-      type: 'string',
-      coerce: repeatable,
-      default: [] as string[],
     })
     .option('output', {
       alias: 'o',
