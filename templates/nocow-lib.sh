@@ -264,8 +264,14 @@ nocow_flag() {
 		nocow_say "$_nc_name" "set +C on $_nc_path"
 		return 0
 	fi
-	_nc_cow=$(find "$_nc_path" -xdev -type f -exec lsattr -- {} + 2>/dev/null | grep -c -v '^[^ ]*C') || :
-	nocow_say "$_nc_name" "set +C on $_nc_path for new files; ${_nc_cow:-0} existing keep copy-on-write (nocow migrate rewrites them)"
+	# One x per file without C, so no file name (newlines included) can skew the count.
+	# shellcheck disable=SC2016 # the inner script expands its own variables
+	_nc_cow=$(find "$_nc_path" -xdev -type f -exec sh -c '
+		for f; do
+			a=$(lsattr -d -- "$f" 2>/dev/null) || continue
+			case ${a%% *} in *C*) ;; *) printf x ;; esac
+		done' nocow-count {} + 2>/dev/null) || :
+	nocow_say "$_nc_name" "set +C on $_nc_path for new files; ${#_nc_cow} existing keep copy-on-write (nocow migrate rewrites them)"
 }
 
 # nocow_target NAME PATH SUBVOLUME NOCOW MODE USER GROUP REDUNDANCY: bring one directory to its declared state.

@@ -78,12 +78,13 @@ for (const [i, shell] of SHELLS.entries()) {
       const P = '/var/lib/mysql';
       const s = await scenario(shell, runner, [target({ name: 'db', path: P })], `
         mkdir -p "$R${P}/sub"; head -c 300000 /dev/urandom >"$R${P}/ibdata1"; echo x >"$R${P}/sub/f"
+        echo y >"$R${P}/two"$'\\n'"lines"   # a name with a newline still counts once
         (cd "$R${P}" && sha256sum ibdata1 sub/f && stat -c '%n %i' . ibdata1 sub/f) >"$A/files.before"`, `
         (cd "$R${P}" && sha256sum ibdata1 sub/f && stat -c '%n %i' . ibdata1 sub/f) >"$A/files.after"
         echo "$(subvol "$R${P}") $(flags "$R${P}") $(flags "$R${P}/ibdata1")" >"$A/obs"`);
       t.equal(s.run1.rc, 0);
       t.equal(s.run1.err, '');
-      t.match(s.run1.out, /^nocow: db: set \+C on .*\/var\/lib\/mysql for new files; 2 existing keep copy-on-write \(nocow migrate rewrites them\)\n$/);
+      t.match(s.run1.out, /^nocow: db: set \+C on .*\/var\/lib\/mysql for new files; 3 existing keep copy-on-write \(nocow migrate rewrites them\)\n$/);
       t.equal(await s.file('files.after'), await s.file('files.before'), 'same checksums, same inodes');
       t.match(await s.file('obs'), /^no \S*C\S* [^C\s]+\n$/, 'not a subvolume; +C on the directory only');
       await assertIdempotent(t, s);
