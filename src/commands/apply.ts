@@ -51,8 +51,9 @@ async function applyNow(declaration: Declaration, root: string, io: Io): Promise
   ]);
   const [templates, version] = await Promise.all([loadTemplates(), packageVersion()]);
   const [hook] = renderPlan(planArtifacts(declaration, ['hook'], version), templates);
-  // The script on stdin: nothing written to disk, and exactly the bytes `nocow generate hook` gives.
-  const child = execa('sh', ['-s', '--', '--root', root], { input: hook!.content, reject: false, buffer: false, encoding: 'utf8' });
+  // The script as sh -c's argument: nothing written to disk, exactly the bytes `nocow generate hook`
+  // gives, and stdin left empty, so no command in it can read the rest of the script.
+  const child = execa('sh', ['-c', hook!.content, 'nocow-apply.sh', '--root', root], { stdin: 'ignore', reject: false, buffer: false, encoding: 'utf8' });
   child.stdout?.on('data', (chunk: string) => io.out(chunk));
   child.stderr?.on('data', (chunk: string) => io.err(chunk));
   const result = await child;
