@@ -169,3 +169,37 @@ t.test('GIVEN ext4 WHEN migrated THEN refused as not on Btrfs; a missing path is
   t.match(run.stdout, /^rc 1\nerr nocow: .*\/a\.img: not rewritten: not on Btrfs$/m);
   t.match(run.stdout, /^missing 2\nerr2 nocow: error: .*\/nope: no such file or directory$/m);
 });
+
+t.test('GIVEN a subvolume that got +C after a CoW image was copied in WHEN status, migrate, status THEN status reports the image with its extents and exits 1, and after migrate the image has +C, the same checksum, far fewer extents, and status exits 0', async (t) => {
+  const run = await btrfs(String.raw`
+    R=$MNT/root; P=$R/var/lib/libvirt/images
+    mkdir -p "$R/var/lib/libvirt"; btrfs subvolume create "$P" >/dev/null; chmod 0711 "$P"
+    fragmented "$P/win11.img"
+    $NC apply --root "$R" -p libvirt >"$MNT/apply.out"      # non-empty: +C on the directory only
+    sum=$(sha256sum <"$P/win11.img")
+    $NC status --root "$R" -p libvirt --json >"$MNT/before.json"; echo "status-before $?"
+    $NC migrate "$P" >/dev/null; echo "migrate $?"
+    [ "$(sha256sum <"$P/win11.img")" = "$sum" ] && echo "same checksum"
+    echo "after $(flags "$P/win11.img") $(extents "$P/win11.img")"
+    $NC status --root "$R" -p libvirt --json >"$MNT/after.json"; echo "status-after $?"
+    cat "$MNT/before.json"; echo; echo ===; cat "$MNT/after.json"`);
+  t.equal(run.exitCode, 0, run.stderr);
+  const [head, afterJson] = run.stdout.split('\n===\n');
+  const lines = head!.split('\n');
+  const beforeJson = lines.slice(lines.findIndex((l) => l.startsWith('{'))).join('\n');
+  t.match(head, /^status-before 1$/m);
+  t.match(head, /^migrate 0$/m);
+  t.match(head, /^same checksum$/m);
+  const before = JSON.parse(beforeJson) as { state: string; targets: { cowFiles: { path: string; size: number; extents: number }[] }[] };
+  const after = JSON.parse(afterJson!) as { state: string; targets: { cowFiles: unknown[] }[] };
+  t.equal(before.state, 'deviates');
+  const [image] = before.targets[0]!.cowFiles;
+  t.match(image, { path: 'win11.img', size: 8388608 });
+  t.ok(image!.extents >= 50, `status reports ${image!.extents} extents`);
+  const [, flagsAfter, extentsAfter] = /^after (\S+) (\d+)$/m.exec(head!)!;
+  t.match(flagsAfter, /C/);
+  t.ok(Number(extentsAfter) * 10 <= image!.extents, `${image!.extents} extents before, ${extentsAfter} after`);
+  t.match(head, /^status-after 0$/m);
+  t.equal(after.state, 'as-declared');
+  t.same(after.targets[0]!.cowFiles, []);
+});
