@@ -22,7 +22,7 @@ export function declarationOptions<T>(yargs: Argv<T>): Argv<T & DeclarationArgs>
     })
     .option('config', {
       alias: 'c',
-      describe: 'Declaration file, YAML or JSON (repeatable; combines with --profile)',
+      describe: 'Declaration file, YAML or JSON; - reads it from stdin (repeatable; combines with --profile)',
       type: 'string',
       coerce: repeatable,
       default: [] as string[],

@@ -98,3 +98,12 @@ t.test('GIVEN --version WHEN run THEN it prints the package version alone', asyn
   t.equal(await main(['--version'], io), 0);
   t.match(io.stdout, /^\d+\.\d+\.\d+\n$/);
 });
+
+t.test('GIVEN --config - WHEN a declaration comes on stdin THEN it is used, and its problems are named as coming from -', async (t) => {
+  const root = join(import.meta.dirname, '..');
+  const ok = await execa('node', ['dist/bin/nocow.js', 'generate', 'tmpfiles', '-c', '-'], { cwd: root, input: 'targets:\n  - {name: vm, path: /srv/vm}\n' });
+  t.match(ok.stdout, /^v \/srv\/vm 0755 root root -$/m);
+  const bad = await execa('node', ['dist/bin/nocow.js', 'generate', '-c', '-'], { cwd: root, input: 'targets:\n  - {name: vm, path: srv}\n', reject: false });
+  t.equal(bad.exitCode, 2);
+  t.match(bad.stderr, /^nocow: error: -: targets\[0\]\.path: "srv" is not allowed; expected an absolute path/m);
+});

@@ -59,7 +59,8 @@ async function parseYaml(file: string, text: string): Promise<Parsed> {
 async function parseConfig(file: string): Promise<Parsed> {
   let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    // `-`: the declaration comes on stdin (YAML, which JSON also is), e.g. from a heredoc.
+    text = file === '-' ? await (await import('node:stream/consumers')).text(process.stdin) : await readFile(file, 'utf8');
   } catch (err) {
     // Drop Node's ", open 'FILE'" tail: the file is already named first.
     const reason = (err as Error).message.replace(/, \w+ '.*'$/, '');
