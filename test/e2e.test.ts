@@ -139,12 +139,8 @@ state() {
   done >"$A/$2.state"
 }
 
-# Everything below /var: inode, mode, owner, times (ctime included), flags.
-snap() {
-  (cd "$1" && find var -print0 | sort -z | while IFS= read -r -d '' f; do
-    echo "$f $(stat -c '%i %a %u:%g %y %z' "$f") $(lsattr -d "$f" | cut -d' ' -f1)"
-  done) >"$A/$2.snap"
-}
+# Everything below /var (observe_tree, test/helpers/observe.sh): inodes, times, flags, checksums, xattrs.
+snap() { observe_tree "$1/var" >"$A/$2.snap"; }
 
 make_source
 make_root "$MNT/alone"

@@ -63,7 +63,8 @@ export async function renderFor(targets: Target[]): Promise<Rendered> {
 /**
  * Bash functions for scenario scripts. `R` is the root under test ($MNT/root), `A` the artifact dir.
  *   run LABEL SHELL RUNNER [ENV=VALUE…]: run an artifact; LABEL.out, LABEL.err, LABEL.rc in $A
- *   snap LABEL: every entry under $R with type, inode, mode, owner, mtime, ctime, lsattr flags, xattrs
+ *   snap LABEL: observe_tree of $R (test/helpers/observe.sh): every entry's type, inode, mode,
+ *               owner, mtime, ctime, flags, subvolume, checksum, xattrs
  *   subvol PATH: "yes" when btrfs subvolume show accepts PATH as a subvolume
  */
 export const PRELUDE = String.raw`
@@ -79,13 +80,7 @@ run() {
   esac
   echo $? >"$A/$label.rc"
 }
-snap() {
-  (cd "$R" && find . -path ./etc -prune -o -print0 | sort -z | while IFS= read -r -d '' f; do
-    printf '%s\t%s\t%s\t%s\n' "$f" "$(stat -c '%F %i %a %u:%g %y %z' "$f")" \
-      "$(lsattr -d "$f" 2>/dev/null | cut -d' ' -f1)" \
-      "$(getfattr -h -d -m - --absolute-names "$f" 2>/dev/null | grep -v '^#' | tr '\n' ' ')"
-  done) >"$A/$1.snap"
-}
+snap() { observe_tree "$R" >"$A/$1.snap"; }
 subvol() { if btrfs subvolume show "$1" >/dev/null 2>&1; then echo yes; else echo no; fi; }
 flags() { lsattr -d "$1" | cut -d' ' -f1; }
 `;
