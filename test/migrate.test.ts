@@ -203,3 +203,16 @@ t.test('GIVEN a subvolume that got +C after a CoW image was copied in WHEN statu
   t.equal(after.state, 'as-declared');
   t.same(after.targets[0]!.cowFiles, []);
 });
+
+t.test('GIVEN a terminal WHEN migrate rewrites a file THEN a progress bar shows bytes and throughput; without a terminal there is none', async (t) => {
+  const run = await btrfs(String.raw`
+    head -c 24M /dev/urandom >"$D/a.img"; head -c 24M /dev/urandom >"$D/b.img"; chattr +C "$D"
+    script -qfec "$NC migrate $D/a.img" /dev/null >"$MNT/tty" </dev/null; echo "tty $?"
+    $NC migrate "$D/b.img" >"$MNT/pipe" 2>&1; echo "pipe $?"
+    tr '\r' '\n' <"$MNT/tty" | grep -a -m1 'MiB/s' | sed 's/\x1b\[[0-9;?]*[a-zA-Z]//g'
+    echo "---"; cat "$MNT/pipe"`);
+  t.equal(run.exitCode, 0, run.stderr);
+  t.match(run.stdout, /^tty 0\npipe 0\n/);
+  t.match(run.stdout, /\d+% \| \d+\/24 MiB \| \d+(\.\d)? MiB\/s \| .*a\.img/, 'bar: percentage, bytes, throughput, file');
+  t.match(run.stdout, /---\nrewrote .*b\.img as NOCOW \(24\.0 MiB; extents \d+ → \d+\)\n?$/, 'no bar when output is not a terminal');
+});
