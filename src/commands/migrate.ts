@@ -48,7 +48,7 @@ export async function run(args: MigrateArgs, io: Io): Promise<number> {
     for (const c of todo) io.out(`would rewrite ${c.path} (${mib(c.size)}, ${c.extents ?? '?'} extents)\n`);
     return refused.length > 0 ? 1 : 0;
   }
-  const bar = await progressBar(todo.reduce((sum, c) => sum + c.size, 0));
+  const bar = await progressBar(todo.reduce((sum, c) => sum + c.size, 0), todo[0]?.path ?? '');
   let failed = 0;
   for (const c of todo) {
     bar?.setFile(c.path);
@@ -75,7 +75,7 @@ interface Bar {
 }
 
 /** A progress bar with throughput on a terminal; nothing when stderr is not one. */
-async function progressBar(total: number): Promise<Bar | undefined> {
+async function progressBar(total: number, firstFile: string): Promise<Bar | undefined> {
   if (!process.stderr.isTTY || total === 0) return undefined;
   const { SingleBar, Presets } = await import('cli-progress');
   const started = Date.now();
@@ -95,7 +95,7 @@ async function progressBar(total: number): Promise<Bar | undefined> {
     speed: (done / 1048576 / Math.max((Date.now() - started) / 1000, 0.001)).toFixed(1),
     ...(file === undefined ? {} : { file }),
   });
-  bar.start(total, 0, payload(''));
+  bar.start(total, 0, payload(firstFile));
   return {
     setFile: (file) => bar.update(done, payload(file)),
     add: (bytes) => {
