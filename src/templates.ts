@@ -19,7 +19,7 @@ const FILE_TEMPLATES: readonly TemplateName[] = [
 const read = (name: string) => readFile(join(TEMPLATE_DIR, name), 'utf8');
 
 export async function loadTemplates(): Promise<Templates> {
-  const [lib, body, ...files] = await Promise.all([read('nocow-lib.sh'), read('body.sh.ejs'), ...FILE_TEMPLATES.map((n) => read(`${n}.ejs`))]);
+  const [lib, body, ...files] = await Promise.all([read('nocow-lib.sh.ejs'), read('body.sh.ejs'), ...FILE_TEMPLATES.map((n) => read(`${n}.ejs`))]);
   return {
     lib: lib!,
     body: body!,

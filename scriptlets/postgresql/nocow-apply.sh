@@ -36,7 +36,8 @@ fi
 # --- nocow-kit shell library: the one implementation of the on-disk logic ---
 # POSIX sh (dash, bash, busybox ash). Every function returns normally: the caller
 # is an RPM scriptlet or an installer section, which a failure must never break.
-# Internal variables start with _nc_ (POSIX sh has no `local`).
+# Internal variables start with _nc_ (POSIX sh has no `local`). The values between
+# ejs tags come from src/facts.ts, where the TypeScript reads them too.
 
 # nocow_init ROOT: make every target path relative to ROOT ("/" for the running system).
 nocow_init() {
@@ -44,7 +45,12 @@ nocow_init() {
 	_nc_nl='
 '
 	_nc_disabled_said=
+	_nc_locked=
+	_nc_optout='/etc/tmpfiles.d/nocow-'
 	PATH=/usr/sbin:/usr/bin:/sbin:/bin${PATH:+:$PATH}
+	# Bytes, not characters, in ${#var} (NAME_MAX counts bytes); tools' errors in English, so their cause can be told.
+	LC_ALL=C
+	export LC_ALL
 }
 
 # nocow_say NAME MESSAGE: one line on stdout for one change made.
@@ -57,14 +63,42 @@ nocow_warn() {
 	printf 'nocow: %s: warning: %s\n' "$_nc_name" "$1" >&2
 }
 
-# nocow_try MESSAGE COMMAND…: run COMMAND quietly; on failure warn once with its first error line.
+# nocow_why ERROR DIR…: set _nc_why to the cause of a tool's ERROR message in words (DIRs: where to look for +i).
+nocow_why() {
+	_nc_why=$1
+	case $1 in
+	*'Read-only file system'*) _nc_why='read-only file system' ;;
+	*'Permission denied'*) _nc_why='permission denied (not run as root?)' ;;
+	*'No space left'*) _nc_why='no space left on the file system' ;;
+	*'Operation not permitted'*)
+		_nc_why='operation not permitted (not run as root?)'
+		shift
+		for _nc_on; do
+			_nc_a=$(lsattr -d -- "$_nc_on" 2>/dev/null) || continue
+			case ${_nc_a%% *} in
+			*i*)
+				_nc_why="$_nc_on is immutable (chattr +i)"
+				return 0
+				;;
+			*a*)
+				_nc_why="$_nc_on is append-only (chattr +a)"
+				return 0
+				;;
+			esac
+		done
+		;;
+	esac
+}
+
+# nocow_try MESSAGE DIR COMMAND…: run COMMAND quietly; on failure warn once with its cause (DIR: the directory it changes).
 nocow_try() {
-	_nc_msg=$1
-	shift
+	_nc_msg=$1 _nc_on=$2
+	shift 2
 	if _nc_err=$("$@" 2>&1 >/dev/null); then
 		return 0
 	fi
-	nocow_warn "$_nc_msg: ${_nc_err%%"$_nc_nl"*}"
+	nocow_why "${_nc_err%%"$_nc_nl"*}" "$_nc_on" "${_nc_on%/*}"
+	nocow_warn "$_nc_msg: $_nc_why"
 	return 1
 }
 
@@ -72,6 +106,14 @@ nocow_try() {
 nocow_masked() {
 	[ -c "$1" ] && return 0
 	[ -f "$1" ] && [ ! -s "$1" ]
+}
+
+# nocow_refused REL: true when REL (a path relative to the root) may never be a target.
+nocow_refused() {
+	case $1 in
+	'/bin' | '/boot' | '/dev' | '/efi' | '/etc' | '/home' | '/lib' | '/lib32' | '/lib64' | '/libx32' | '/lost+found' | '/media' | '/mnt' | '/opt' | '/proc' | '/root' | '/run' | '/sbin' | '/srv' | '/sys' | '/tmp' | '/usr' | '/var' | '/var/cache' | '/var/lib' | '/var/local' | '/var/lock' | '/var/log' | '/var/mail' | '/var/opt' | '/var/run' | '/var/spool' | '/var/tmp' | '/var/lib/rpm' | '/var/lib/dpkg' | '/var/lib/systemd' | '/var/log/journal' | '/etc'/* | '/boot'/* | '/efi'/* | '/dev'/* | '/proc'/* | '/sys'/* | '/run'/* | '/usr'/*) return 0 ;;
+	esac
+	return 1
 }
 
 # nocow_resolve: when an existing component of the path is a symlink, replace _nc_path
@@ -100,28 +142,116 @@ nocow_resolve() {
 		return 1
 		;;
 	esac
+	if nocow_refused "${_nc_real#"$_nc_top"}"; then
+		nocow_warn "$_nc_walk is a symlink leading to the system directory ${_nc_real#"$_nc_top"}; left alone"
+		return 1
+	fi
 	_nc_path=$_nc_real
+}
+
+# nocow_temp SUFFIX: set _nc_temp to the fixed temporary name beside _nc_path, within NAME_MAX (as src/facts.ts temporaryName).
+nocow_temp() {
+	_nc_base=${_nc_path##*/}
+	if [ $((${#_nc_base} + ${#1})) -le 255 ]; then
+		_nc_temp=$_nc_path$1
+		return 0
+	fi
+	[ -n "${_nc_sum:-}" ] || _nc_sum=$(printf '%s' "$_nc_base" | cksum)
+	_nc_temp=${_nc_path%/*}/.nocow-${_nc_sum%% *}$1
+}
+
+# nocow_lock: hold this root's nocow lock (one run at a time changes its targets); false when it cannot be had.
+nocow_lock() {
+	[ -z "$_nc_locked" ] || return 0
+	if command -v flock >/dev/null 2>&1; then
+		# flock(1) locks the open directory that this shell keeps as fd 9, so the lock lasts until
+		# nocow_unlock or the shell's end, and the kernel drops it when a killed run's shell goes.
+		# `command`: a failed redirection of the special built-in exec would end the whole script.
+		if command exec 9<"${_nc_top:-/}"; then
+			_nc_err=$(flock -w 300 9 2>&1) && {
+				_nc_locked=flock
+				return 0
+			}
+			# util-linux says nothing on a timeout; an flock without -w (busybox) prints its usage.
+			if [ -z "$_nc_err" ]; then
+				nocow_warn "another nocow run has held ${_nc_top:-/} for 5 minutes; left alone"
+				exec 9<&-
+				return 1
+			fi
+			flock 9 2>/dev/null && {
+				_nc_locked=flock
+				return 0
+			}
+			exec 9<&-
+		fi
+	fi
+	nocow_lock_dir
+}
+
+# nocow_lock_dir: the lock without flock(1): an atomic mkdir holding the owner's PID; a dead owner's lock is taken over.
+nocow_lock_dir() {
+	_nc_lockdir=$_nc_top/'.nocow-kit.lock'
+	_nc_tries=0
+	while ! mkdir -- "$_nc_lockdir" 2>/dev/null; do
+		if [ ! -d "$_nc_lockdir" ]; then
+			# Not there and not creatable (a read-only root): nothing can change here, nothing to guard.
+			_nc_locked=none
+			return 0
+		fi
+		_nc_owner_pid=
+		[ -r "$_nc_lockdir/pid" ] && read -r _nc_owner_pid <"$_nc_lockdir/pid"
+		_nc_tries=$((_nc_tries + 1))
+		# An owner that is gone, or a lock that never got its PID within 5 s: taken over by a
+		# rename, which only one waiting run can win.
+		if { [ -n "$_nc_owner_pid" ] && ! kill -0 "$_nc_owner_pid" 2>/dev/null; } ||
+			{ [ -z "$_nc_owner_pid" ] && [ "$_nc_tries" -gt 50 ]; }; then
+			if mv -- "$_nc_lockdir" "$_nc_lockdir.stale$$" 2>/dev/null; then
+				rm -f -- "$_nc_lockdir.stale$$/pid"
+				rmdir -- "$_nc_lockdir.stale$$" 2>/dev/null || :
+			fi
+			continue
+		fi
+		if [ "$_nc_tries" -gt 3000 ]; then
+			nocow_warn "another nocow run (PID $_nc_owner_pid) has held $_nc_lockdir for 5 minutes; left alone"
+			return 1
+		fi
+		sleep 0.1 2>/dev/null || sleep 1
+	done
+	echo $$ >"$_nc_lockdir/pid"
+	_nc_locked=dir
+}
+
+# nocow_unlock: let the next run in.
+nocow_unlock() {
+	case $_nc_locked in
+	flock) exec 9<&- ;;
+	dir)
+		rm -f -- "$_nc_lockdir/pid"
+		rmdir -- "$_nc_lockdir" 2>/dev/null || :
+		;;
+	esac
+	_nc_locked=
 }
 
 # nocow_repair: finish or undo a conversion that was interrupted; never removes anything holding data.
 nocow_repair() {
-	if [ ! -e "$_nc_path" ] && [ ! -L "$_nc_path" ] && [ -d "$_nc_old" ]; then
-		if [ -d "$_nc_new" ]; then
-			nocow_try "cannot complete an interrupted conversion" mv -T -- "$_nc_new" "$_nc_path" &&
+	if [ ! -e "$_nc_path" ] && [ ! -L "$_nc_path" ] && [ -d "$_nc_old" ] && [ ! -L "$_nc_old" ]; then
+		if [ -d "$_nc_new" ] && [ ! -L "$_nc_new" ]; then
+			nocow_try "cannot complete an interrupted conversion" "$_nc_path" mv -T -- "$_nc_new" "$_nc_path" &&
 				nocow_say "$_nc_name" "completed an interrupted conversion of $_nc_path"
 		else
-			nocow_try "cannot restore $_nc_path from $_nc_old" mv -T -- "$_nc_old" "$_nc_path" &&
+			nocow_try "cannot restore $_nc_path from $_nc_old" "$_nc_path" mv -T -- "$_nc_old" "$_nc_path" &&
 				nocow_say "$_nc_name" "restored $_nc_path after an interrupted conversion"
 		fi
 	fi
-	if [ -d "$_nc_new" ] && [ -e "$_nc_path" ]; then
+	if [ -d "$_nc_new" ] && [ ! -L "$_nc_new" ] && [ -e "$_nc_path" ]; then
 		if rmdir -- "$_nc_new" 2>/dev/null; then
 			nocow_say "$_nc_name" "removed $_nc_new left by an interrupted conversion"
 		else
 			nocow_warn "$_nc_new is left from an interrupted conversion but is not empty; left alone"
 		fi
 	fi
-	if [ -d "$_nc_old" ] && [ -e "$_nc_path" ]; then
+	if [ -d "$_nc_old" ] && [ ! -L "$_nc_old" ] && [ -e "$_nc_path" ]; then
 		if rmdir -- "$_nc_old" 2>/dev/null; then
 			nocow_say "$_nc_name" "removed $_nc_old left by an interrupted conversion"
 		else
@@ -198,31 +328,85 @@ nocow_relabel() {
 	[ -z "$_nc_top" ] || return 0
 	command -v selinuxenabled >/dev/null 2>&1 && selinuxenabled || return 0
 	command -v restorecon >/dev/null 2>&1 || return 0
-	nocow_try "restorecon failed on $_nc_path" restorecon -- "$_nc_path" || :
+	nocow_try "restorecon failed on $_nc_path" "$_nc_path" restorecon -- "$_nc_path" || :
+}
+
+# nocow_inherited: set _nc_note when the new directory came with +C from its parent (openSUSE's NOCOW /var).
+nocow_inherited() {
+	_nc_note=
+	[ "$_nc_nocow" = yes ] || return 0
+	_nc_a=$(lsattr -d -- "$_nc_path" 2>/dev/null) || return 0
+	case ${_nc_a%% *} in
+	*C*)
+		_nc_flag_set=1
+		_nc_note=" with +C (inherited from ${_nc_path%/*})"
+		;;
+	esac
 }
 
 # nocow_create: make the missing path (a subvolume where allowed and possible) with the declared mode and owner.
 nocow_create() {
-	if [ ! -w "$_nc_anc" ]; then
-		nocow_warn "$_nc_anc is not writable (read-only file system?); $_nc_path not created"
-		return 1
-	fi
 	_nc_parent=${_nc_path%/*}
 	if [ -n "$_nc_parent" ] && [ ! -d "$_nc_parent" ]; then
-		nocow_try "cannot create $_nc_parent" mkdir -p -- "$_nc_parent" || return 1
+		nocow_try "cannot create $_nc_parent" "$_nc_anc" mkdir -p -- "$_nc_parent" || return 1
 	fi
 	_nc_kind=directory
 	if [ "$_nc_subvol" = auto ] && command -v btrfs >/dev/null 2>&1; then
-		nocow_try "cannot create subvolume $_nc_path" btrfs subvolume create -- "$_nc_path" || return 1
+		nocow_try "cannot create subvolume $_nc_path" "${_nc_parent:-/}" btrfs subvolume create -- "$_nc_path" || return 1
 		_nc_kind=subvolume
 	else
-		nocow_try "cannot create $_nc_path" mkdir -- "$_nc_path" || return 1
+		nocow_try "cannot create $_nc_path" "${_nc_parent:-/}" mkdir -- "$_nc_path" || return 1
 	fi
 	nocow_owner
-	nocow_try "cannot set mode $_nc_mode on $_nc_path" chmod -- "$_nc_mode" "$_nc_path" || :
-	nocow_try "cannot set owner $_nc_owner on $_nc_path" chown -- "$_nc_owner" "$_nc_path" || :
+	nocow_try "cannot set mode $_nc_mode on $_nc_path" "$_nc_path" chmod -- "$_nc_mode" "$_nc_path" || :
+	nocow_try "cannot set owner $_nc_owner on $_nc_path" "$_nc_path" chown -- "$_nc_owner" "$_nc_path" || :
 	nocow_relabel
-	nocow_say "$_nc_name" "created $_nc_kind $_nc_path"
+	nocow_inherited
+	nocow_say "$_nc_name" "created $_nc_kind $_nc_path$_nc_note"
+}
+
+# nocow_copy_attrs: give the new subvolume the owner, mode, ACLs and xattrs of the directory itself, never of its entries.
+nocow_copy_attrs() {
+	nocow_try "cannot copy the owner of $_nc_path" "$_nc_new" chown --reference="$_nc_path" -- "$_nc_new" || return 1
+	nocow_try "cannot copy the mode of $_nc_path" "$_nc_new" chmod --reference="$_nc_path" -- "$_nc_new" || return 1
+	# ACLs and the SELinux label are xattrs too; without getfattr (attr), the label comes from restorecon or the installer.
+	command -v getfattr >/dev/null 2>&1 && command -v setfattr >/dev/null 2>&1 || return 0
+	_nc_xattrs=$(getfattr --absolute-names -d -m - -e hex -- "$_nc_path" 2>/dev/null) || return 0
+	_nc_xfail=
+	# One line per attribute, NAME=0xHEX (NAME alone when empty); no here-document, which may need a writable /tmp.
+	_nc_ifs=$IFS
+	IFS=$_nc_nl
+	set -f
+	for _nc_line in $_nc_xattrs; do
+		case $_nc_line in
+		'#'*) continue ;;
+		*=*) set -- "${_nc_line%%=*}" -v "${_nc_line#*=}" ;;
+		*) set -- "$_nc_line" ;;
+		esac
+		nocow_try "cannot copy the attribute $1 to $_nc_new" "$_nc_new" setfattr -h -n "$@" -- "$_nc_new" || {
+			_nc_xfail=1
+			break
+		}
+	done
+	set +f
+	IFS=$_nc_ifs
+	[ -z "$_nc_xfail" ]
+}
+
+# nocow_swap_back: undo a conversion whose old directory received entries, so every file stays where it was written.
+nocow_swap_back() {
+	if ! nocow_try "cannot move the new subvolume aside again" "$_nc_path" mv -T -- "$_nc_path" "$_nc_new"; then
+		nocow_warn "$_nc_old received files during the conversion and $_nc_path is now an empty subvolume; move them back by hand"
+		return 0
+	fi
+	if ! nocow_try "cannot move $_nc_old back" "$_nc_path" mv -T -- "$_nc_old" "$_nc_path"; then
+		return 0
+	fi
+	if ! rmdir -- "$_nc_new" 2>/dev/null; then
+		nocow_warn "files were written into both $_nc_path and the new subvolume during the conversion; the new one is kept as $_nc_new"
+		return 0
+	fi
+	nocow_say "$_nc_name" "left $_nc_path a plain directory: files were written into it during the conversion"
 }
 
 # nocow_convert: replace the empty plain directory by a subvolume with the same metadata, swapped in by two renames.
@@ -230,30 +414,29 @@ nocow_convert() {
 	if command -v mountpoint >/dev/null 2>&1 && mountpoint -q -- "$_nc_path"; then
 		return 1
 	fi
-	if [ ! -w "$_nc_path/.." ]; then
-		nocow_warn "${_nc_path%/*} is not writable (read-only file system?); $_nc_path not converted"
-		return 1
-	fi
-	nocow_try "cannot create subvolume $_nc_new" btrfs subvolume create -- "$_nc_new" || return 1
-	if ! nocow_try "cannot copy the metadata of $_nc_path" cp -a --attributes-only -T -- "$_nc_path" "$_nc_new"; then
+	nocow_try "cannot create subvolume $_nc_new" "${_nc_path%/*}" btrfs subvolume create -- "$_nc_new" || return 1
+	if ! nocow_copy_attrs; then
 		rmdir -- "$_nc_new" 2>/dev/null || :
 		return 1
 	fi
 	# +C before the swap, so no moment exists where the new directory is in place without it.
 	_nc_target_dir=$_nc_new
 	_nc_new_flag=
-	nocow_flag_decide && nocow_try "cannot set +C on $_nc_new" chattr +C -- "$_nc_new" && _nc_new_flag=' with +C'
-	if ! nocow_try "cannot move $_nc_path aside" mv -T -- "$_nc_path" "$_nc_old"; then
+	nocow_flag_decide && nocow_try "cannot set +C on $_nc_new" "$_nc_new" chattr +C -- "$_nc_new" && _nc_new_flag=' with +C'
+	touch -r "$_nc_path" -- "$_nc_new" 2>/dev/null || :
+	if ! nocow_try "cannot move $_nc_path aside" "$_nc_path" mv -T -- "$_nc_path" "$_nc_old"; then
 		rmdir -- "$_nc_new" 2>/dev/null || :
 		return 1
 	fi
-	if ! nocow_try "cannot move the new subvolume to $_nc_path" mv -T -- "$_nc_new" "$_nc_path"; then
+	if ! nocow_try "cannot move the new subvolume to $_nc_path" "$_nc_path" mv -T -- "$_nc_new" "$_nc_path"; then
 		mv -T -- "$_nc_old" "$_nc_path" 2>/dev/null || :
 		rmdir -- "$_nc_new" 2>/dev/null || :
 		return 1
 	fi
+	# A writer racing the conversion put files into the old directory: they must stay where they were written.
 	if ! rmdir -- "$_nc_old" 2>/dev/null; then
-		nocow_warn "$_nc_old received files during the conversion; left alone"
+		nocow_swap_back
+		return 1
 	fi
 	nocow_relabel
 	_nc_flag_set=$_nc_new_flag
@@ -267,7 +450,7 @@ nocow_redundant() {
 	_nc_profile=${_nc_df%%:*}
 	_nc_profile=${_nc_profile#*, }
 	case $_nc_profile in
-	RAID1 | RAID1C3 | RAID1C4 | RAID10 | RAID5 | RAID6 | DUP) return 0 ;;
+	'RAID1' | 'RAID1C3' | 'RAID1C4' | 'RAID10' | 'RAID5' | 'RAID6' | 'DUP') return 0 ;;
 	esac
 	return 1
 }
@@ -275,6 +458,11 @@ nocow_redundant() {
 # nocow_flag_decide: true when +C should be set on _nc_target_dir now (wanted, missing, and the data profile allows it).
 nocow_flag_decide() {
 	[ "$_nc_nocow" = yes ] || return 1
+	if ! command -v lsattr >/dev/null 2>&1 || ! command -v chattr >/dev/null 2>&1; then
+		[ -n "$_nc_nochattr_said" ] || nocow_warn "chattr and lsattr (e2fsprogs) are not installed; +C not set"
+		_nc_nochattr_said=1
+		return 1
+	fi
 	_nc_attrs=$(lsattr -d -- "$_nc_target_dir" 2>/dev/null) || _nc_attrs=
 	case ${_nc_attrs%% *} in
 	*C*) return 1 ;;
@@ -286,17 +474,32 @@ nocow_flag_decide() {
 	return 0
 }
 
+# nocow_nodatacow: set _nc_note when the file system holding _nc_path is mounted nodatacow (from /proc/self/mounts, no process).
+nocow_nodatacow() {
+	_nc_note='' _nc_best=''
+	[ -r /proc/self/mounts ] || return 0
+	while read -r _nc_dev _nc_mnt _nc_type _nc_opts _nc_rest; do
+		case $_nc_path/ in
+		"${_nc_mnt%/}"/*) ;;
+		*) continue ;;
+		esac
+		[ "${#_nc_mnt}" -ge "${#_nc_best}" ] || continue
+		_nc_best=$_nc_mnt
+		case $_nc_type,$_nc_opts, in
+		btrfs,*nodatacow,*) _nc_note=' (the file system is mounted nodatacow: new files there were NOCOW already; +C keeps them so without it)' ;;
+		*) _nc_note= ;;
+		esac
+	done </proc/self/mounts
+}
+
 # nocow_flag: set +C on the existing directory when due; tell how many files inside still lack it.
 nocow_flag() {
 	_nc_target_dir=$_nc_path
 	nocow_flag_decide || return 0
-	if [ ! -w "$_nc_path" ]; then
-		nocow_warn "$_nc_path is not writable (read-only file system?); +C not set"
-		return 0
-	fi
-	nocow_try "cannot set +C on $_nc_path" chattr +C -- "$_nc_path" || return 0
+	nocow_try "cannot set +C on $_nc_path" "$_nc_path" chattr +C -- "$_nc_path" || return 0
+	nocow_nodatacow
 	if nocow_empty "$_nc_path"; then
-		nocow_say "$_nc_name" "set +C on $_nc_path"
+		nocow_say "$_nc_name" "set +C on $_nc_path$_nc_note"
 		return 0
 	fi
 	# One x per file without C, so no file name (newlines included) can skew the count.
@@ -306,52 +509,88 @@ nocow_flag() {
 			a=$(lsattr -d -- "$f" 2>/dev/null) || continue
 			case ${a%% *} in *C*) ;; *) printf x ;; esac
 		done' nocow-count {} + 2>/dev/null) || :
-	nocow_say "$_nc_name" "set +C on $_nc_path for new files; ${#_nc_cow} existing keep copy-on-write (nocow migrate rewrites them)"
+	nocow_say "$_nc_name" "set +C on $_nc_path for new files; ${#_nc_cow} existing keep copy-on-write (nocow migrate rewrites them)$_nc_note"
+}
+
+# nocow_convertible: true when the path is a plain empty directory to be made a subvolume, and nothing is in the way.
+nocow_convertible() {
+	[ "$_nc_subvol" = auto ] && command -v btrfs >/dev/null 2>&1 || return 1
+	_nc_stat=$(stat -c '%i %d' -- "$_nc_path" "$_nc_path/.." 2>/dev/null) || _nc_stat=
+	# shellcheck disable=SC2086 # splits stat's four numbers into $1..$4
+	set -- $_nc_stat
+	# Inode 256 is a subvolume's root; another device with another inode is a mount point.
+	[ "${1:-256}" != 256 ] && [ "${2:-}" = "${4:-}" ] && nocow_empty "$_nc_path"
+}
+
+# nocow_pending: true when something is to be done (or repaired) for the target; changes nothing, takes no lock.
+nocow_pending() {
+	[ -e "$_nc_new" ] || [ -L "$_nc_new" ] || [ -e "$_nc_old" ] || [ -L "$_nc_old" ] && return 0
+	[ -e "$_nc_path" ] || return 0
+	[ -d "$_nc_path" ] || return 0
+	nocow_convertible && return 0
+	_nc_target_dir=$_nc_path
+	nocow_flag_decide
+}
+
+# nocow_act: bring the target to its declared state; the caller holds the lock, so every condition is checked anew.
+nocow_act() {
+	nocow_repair
+	if [ ! -e "$_nc_path" ]; then
+		nocow_ancestor
+		nocow_create || return 0
+		_nc_changed=1
+	elif [ ! -d "$_nc_path" ]; then
+		nocow_warn "$_nc_path exists and is not a directory; left alone"
+		return 0
+	elif nocow_convertible; then
+		# A leftover that repair kept (it holds data: repair said so), or anything else, occupies a temporary name.
+		_nc_free=1
+		for _nc_t in "$_nc_new" "$_nc_old"; do
+			[ -e "$_nc_t" ] || [ -L "$_nc_t" ] || continue
+			_nc_free=
+			if [ -L "$_nc_t" ] || [ ! -d "$_nc_t" ]; then
+				nocow_warn "$_nc_t is in the way of the conversion (this tool did not leave it); $_nc_path not converted"
+			fi
+		done
+		[ -z "$_nc_free" ] || { nocow_convert && _nc_changed=1; }
+	fi
+	[ -n "$_nc_flag_set" ] || nocow_flag
+	if [ -n "$_nc_changed" ] && [ -n "$_nc_skip_reason" ]; then
+		nocow_say "$_nc_name" "$_nc_skip_reason"
+	fi
 }
 
 # nocow_target NAME PATH SUBVOLUME NOCOW MODE USER GROUP REDUNDANCY: bring one directory to its declared state.
 nocow_target() {
 	_nc_name=$1 _nc_rel=$2 _nc_subvol=$3 _nc_nocow=$4
 	_nc_mode=$5 _nc_user=$6 _nc_group=$7 _nc_redund=$8
-	_nc_skip_reason='' _nc_flag_set='' _nc_changed=''
+	_nc_skip_reason='' _nc_flag_set='' _nc_changed='' _nc_nochattr_said='' _nc_sum=''
 	if [ "${NOCOW_DISABLE:-}" = 1 ]; then
 		[ -n "$_nc_disabled_said" ] || printf 'nocow: NOCOW_DISABLE=1: doing nothing\n'
 		_nc_disabled_said=1
 		return 0
 	fi
-	if nocow_masked "$_nc_top/etc/tmpfiles.d/nocow-$_nc_name.conf"; then
-		nocow_say "$_nc_name" "opted out by the masked /etc/tmpfiles.d/nocow-$_nc_name.conf; doing nothing"
+	if nocow_masked "$_nc_top$_nc_optout$_nc_name.conf"; then
+		nocow_say "$_nc_name" "opted out by the masked $_nc_optout$_nc_name.conf; doing nothing"
+		return 0
+	fi
+	if nocow_refused "$_nc_rel"; then
+		nocow_warn "$_nc_rel is a system directory, never a target; left alone"
 		return 0
 	fi
 	_nc_path=$_nc_top$_nc_rel
 	nocow_resolve || return 0
-	_nc_new=$_nc_path.nocow-new
-	_nc_old=$_nc_path.nocow-old
-	nocow_repair
+	nocow_temp '.nocow-new'
+	_nc_new=$_nc_temp
+	nocow_temp '.nocow-old'
+	_nc_old=$_nc_temp
 	nocow_ancestor
 	[ "$(stat -f -c %T -- "$_nc_anc" 2>/dev/null)" = btrfs ] || return 0
-
-	if [ ! -e "$_nc_path" ]; then
-		nocow_create || return 0
-		_nc_changed=1
-	elif [ ! -d "$_nc_path" ]; then
-		nocow_warn "$_nc_path exists and is not a directory; left alone"
-		return 0
-	elif [ "$_nc_subvol" = auto ] && command -v btrfs >/dev/null 2>&1; then
-		_nc_stat=$(stat -c '%i %d' -- "$_nc_path" "$_nc_path/.." 2>/dev/null) || _nc_stat=
-		# shellcheck disable=SC2086 # splits stat's four numbers into $1..$4
-		set -- $_nc_stat
-		# Inode 256 is a subvolume's root; another device with another inode is a mount point.
-		# A leftover that repair had to keep (it holds data) occupies the temporary names.
-		if [ "${1:-256}" != 256 ] && [ "${2:-}" = "${4:-}" ] && nocow_empty "$_nc_path" &&
-			[ ! -e "$_nc_new" ] && [ ! -e "$_nc_old" ]; then
-			nocow_convert && _nc_changed=1
-		fi
-	fi
-	[ -n "$_nc_flag_set" ] || nocow_flag
-	if [ -n "$_nc_changed" ] && [ -n "$_nc_skip_reason" ]; then
-		nocow_say "$_nc_name" "$_nc_skip_reason"
-	fi
+	# Already as declared: nothing to guard, so no lock and no further process.
+	nocow_pending || return 0
+	nocow_lock || return 0
+	nocow_act
+	nocow_unlock
 	return 0
 }
 

@@ -1,6 +1,7 @@
 // Raw document (parsed YAML/JSON, or a built-in profile) → typed targets.
 // Pure: every problem is returned as one line, so the caller can report them all at once.
 import { z } from 'zod';
+import { NAME_MAX, PATH_MAX, refusedTarget } from '../facts.js';
 import type { Scope, Target } from './types.js';
 
 export interface ValidationResult {
@@ -14,8 +15,9 @@ const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const MODE_RE = /^[0-7]{3,4}$/;
 // useradd's portable name rule (a trailing `$` is a Samba machine account), or a numeric id.
 const OWNER_RE = /^(?:[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?|[0-9]+)$/;
-// C1 as well as C0/DEL: a terminal treats U+009B as an escape sequence.
-const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f]/;
+// C1 as well as C0/DEL: a terminal treats U+009B as an escape sequence. U+FFFD: what bytes
+// that are not UTF-8 become when decoded (a path from argv, say): it never names the directory meant.
+const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f\ufffd]/;
 
 const MODE_RULE = 'a string of 3 or 4 octal digits';
 
@@ -58,12 +60,23 @@ function pathProblems(path: string, scope: Scope): string[] {
   const control = CONTROL_RE.exec(path);
   if (control) {
     const code = control[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, '0');
-    out.push(`a path without control characters (found U+${code})`);
+    out.push(
+      control[0] === '\ufffd'
+        ? 'a path of valid UTF-8 (found U+FFFD, the replacement for bytes that are not UTF-8)'
+        : `a path without control characters (found U+${code})`,
+    );
   }
   const segments = rest.split('/');
   if (segments.some((s) => s === '.' || s === '..')) out.push('a path without "." or ".." segments');
   if (segments.slice(0, -1).includes('')) out.push('a path without empty segments ("//")');
   if (rest.endsWith('/')) out.push('a path without a trailing "/"');
+  const long = segments.find((s) => Buffer.byteLength(s) > NAME_MAX);
+  if (long !== undefined) out.push(`path segments of at most ${NAME_MAX} bytes (one has ${Buffer.byteLength(long)})`);
+  if (Buffer.byteLength(path) > PATH_MAX) out.push(`a path of at most ${PATH_MAX} bytes`);
+  if (out.length === 0) {
+    const refused = refusedTarget(path);
+    if (refused !== undefined) out.push(`a directory of its own, not a system one (${refused}; see SECURITY.md)`);
+  }
   return out;
 }
 

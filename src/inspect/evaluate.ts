@@ -1,7 +1,8 @@
 // Facts about a target → whether it is as declared (status), and what nocow apply would do (--dry-run).
 // Pure: the same rules as DESIGN.md's per-target algorithm, read off the facts, never acted on.
 import type { Facts } from './inspect.js';
-import { REDUNDANT_PROFILES, type Subject } from './subject.js';
+import { REDUNDANT_PROFILES } from '../facts.js';
+import type { Subject } from './subject.js';
 
 /** Exit status 0 unless some target deviates (1) or could not be inspected (2). */
 export type State = 'as-declared' | 'deviates' | 'not-applicable' | 'opted-out' | 'skipped' | 'error';

@@ -3,6 +3,7 @@
 // answered by the same programs, so the two cannot disagree about what they see.
 import { execa } from 'execa';
 import { lstat, opendir, stat } from 'node:fs/promises';
+import { TEMP_SUFFIX, temporaryName } from '../facts.js';
 import { joinBase, relativePath, type Subject } from './subject.js';
 
 export interface CowFile {
@@ -294,7 +295,10 @@ export async function inspect(subject: Subject, opts: InspectOptions): Promise<F
   const st = await lstat(location).catch(() => undefined);
   facts.exists = st !== undefined;
   facts.directory = st?.isDirectory() ?? false;
-  for (const leftover of [`${location}.nocow-new`, `${location}.nocow-old`]) if (await exists(leftover)) facts.leftovers.push(leftover);
+  for (const suffix of [TEMP_SUFFIX.new, TEMP_SUFFIX.old]) {
+    const leftover = temporaryName(location, suffix);
+    if (await exists(leftover)) facts.leftovers.push(leftover);
+  }
   if (facts.fstype !== 'btrfs') return facts;
 
   const profile = dataProfile(ancestor);

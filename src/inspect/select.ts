@@ -3,6 +3,7 @@ import { stat } from 'node:fs/promises';
 import { posix, resolve } from 'node:path';
 import type { Target } from '../declaration/types.js';
 import { UsageError } from '../errors.js';
+import { refusedTarget } from '../facts.js';
 import { declaredSubject, joinBase, undeclaredSubject, type Subject } from './subject.js';
 
 /** An existing directory, made absolute (a relative one is taken from the current directory). */
@@ -44,6 +45,9 @@ export function selectSubjects(targets: Target[], paths: string[], root: string,
       path = normal(path);
       match = targets.find((t) => shownPath(t, home) === path);
     }
+    // A declared target passed validation; a path of the command line is checked as one would be.
+    const refused = match ? undefined : refusedTarget(path);
+    if (refused !== undefined) throw new UsageError(`${given}: refused: ${refused}, never a target (see SECURITY.md)`);
     const subject = match ? declaredSubject(match, root, home) : undeclaredSubject(path, root);
     const key = match ? `target:${match.name}` : `path:${path}`;
     if (seen.has(key)) continue;

@@ -19,8 +19,6 @@ export interface Subject {
   base: string | null;
 }
 
-/** The data profiles whose self-healing needs the checksums that +C removes (DESIGN step 6). */
-export const REDUNDANT_PROFILES: readonly string[] = ['raid1', 'raid1c3', 'raid1c4', 'raid10', 'raid5', 'raid6', 'dup'];
 
 export function declaredSubject(t: Target, root: string, home: string | undefined): Subject {
   const { name, source, scope, path, subvolume, nocow, redundancy, mode, user, group } = t;

@@ -2,10 +2,11 @@
 import ejs from 'ejs';
 import type { Target } from '../declaration/types.js';
 import type { Plan, PlannedFile, TemplateName } from '../plan.js';
+import { LOCK_DIR, NAME_MAX, OPT_OUT_PREFIX, REDUNDANT_PROFILES, REFUSED_SYSTEM_TARGETS, TEMP_SUFFIX } from '../facts.js';
 import { assertKickstartSection, commentSafe, rpmEscape, rpmMacroBody, shQuote, tmpfilesHomePath, tmpfilesQuote } from './escape.js';
 
 export interface Templates {
-  /** The shell library, templates/nocow-lib.sh. */
+  /** The shell library, templates/nocow-lib.sh.ejs (before the facts are filled in: see renderLibrary). */
   lib: string;
   /** Library + one nocow_target call per target, templates/body.sh.ejs. */
   body: string;
@@ -39,8 +40,40 @@ const SHELL_ROOT: Partial<Record<TemplateName, string>> = {
   'apply.sh': '"$nocow_root"',
 };
 
+/** A shell `case` pattern list matching the refused system targets (exact paths, and whole subtrees). */
+export function refusedCasePattern(): string {
+  const { exact, below } = REFUSED_SYSTEM_TARGETS;
+  return [...exact.map(shQuote), ...below.map((dir) => `${shQuote(dir)}/*`)].join(' | ');
+}
+
+/**
+ * A Lua table of strings for the macro file's Lua block, which may hold no backslash, no
+ * unpaired brace and no `%` (rpm reads them first): facts never do, and this says so loudly.
+ */
+export function luaStringList(values: readonly string[]): string {
+  for (const v of values) if (/["\\%{}\n]/.test(v)) throw new Error(`macros.nocow: ${v} cannot be written in its Lua block`);
+  return `{ ${values.map((v) => `"${v}"`).join(', ')} }`;
+}
+
+/** The shell library with the facts of src/facts.ts in place: every artifact embeds exactly this text. */
+export function renderLibrary(libTemplate: string): string {
+  return render(
+    libTemplate,
+    {
+      refusedCase: refusedCasePattern(),
+      redundantCase: REDUNDANT_PROFILES.map((p) => shQuote(p.toUpperCase())).join(' | '),
+      nameMax: String(NAME_MAX),
+      tempNew: TEMP_SUFFIX.new,
+      tempOld: TEMP_SUFFIX.old,
+      lockDir: LOCK_DIR,
+      optOutPrefix: OPT_OUT_PREFIX,
+    },
+    shQuote,
+  );
+}
+
 function shellBody(templates: Templates, targets: Target[], root: string): string {
-  return render(templates.body, { lib: templates.lib, root, targets }, shQuote);
+  return render(templates.body, { lib: renderLibrary(templates.lib), root, targets }, shQuote);
 }
 
 /**
@@ -98,10 +131,17 @@ export function renderFile(plan: Plan, planned: PlannedFile, templates: Template
       content = render(template, { marker, body: shellBody(templates, planned.targets, root!) }, shQuote);
       break;
     case 'macros.nocow': {
-      const lib = rpmLibraryMacros(templates.lib);
+      const lib = rpmLibraryMacros(renderLibrary(templates.lib));
       content = render(
         template,
-        { marker: rpmEscape(marker), version: plan.version, libDefinitions: lib.definitions, libReferences: lib.references },
+        {
+          marker: rpmEscape(marker),
+          version: plan.version,
+          libDefinitions: lib.definitions,
+          libReferences: lib.references,
+          refusedBelow: luaStringList(REFUSED_SYSTEM_TARGETS.below),
+          refusedExact: luaStringList(REFUSED_SYSTEM_TARGETS.exact),
+        },
         (value) => rpmMacroBody(rpmEscape(String(value))),
       );
       break;

@@ -1,0 +1,85 @@
+// Facts that the TypeScript and the generated shell (and the macro file's Lua) must agree on,
+// each defined once: render.ts writes them into the shell library and macros.nocow from here.
+// Pure data and pure functions: imported by --help paths too, so nothing heavy here.
+
+/** Data profiles whose self-healing needs the checksums that +C removes (lower case, as `btrfs filesystem df` prints them upper). */
+export const REDUNDANT_PROFILES: readonly string[] = ['raid1', 'raid1c3', 'raid1c4', 'raid10', 'raid5', 'raid6', 'dup'];
+
+/** Suffixes of the fixed temporary names beside a target or a migrated file. */
+export const TEMP_SUFFIX = { new: '.nocow-new', old: '.nocow-old', migrate: '.nocow-migrate' } as const;
+
+/** The lock of a run, below the root, where flock(1) is missing (the shell library's nocow_lock_dir). */
+export const LOCK_DIR = '.nocow-kit.lock';
+
+/** Linux's limit on one path segment, in bytes. */
+export const NAME_MAX = 255;
+/** Linux's limit on a whole path, in bytes (PATH_MAX 4096 with its NUL). */
+export const PATH_MAX = 4095;
+
+/** The opt-out file of a target is OPT_OUT_PREFIX + NAME + ".conf": its tmpfiles.d snippet, which masking (a link to /dev/null, or empty) stops. */
+export const OPT_OUT_PREFIX = '/etc/tmpfiles.d/nocow-';
+export const optOutFile = (name: string): string => `${OPT_OUT_PREFIX}${name}.conf`;
+
+/**
+ * Targets never accepted, with why. `exact`: the path itself; `below`: the path and everything
+ * under it. Every top-level directory of the Filesystem Hierarchy Standard (3.0) and a few
+ * directories that hold the system's own state: +C there would drop the checksums of files the
+ * system depends on, and tmpfiles.d would reset their modes.
+ */
+export const REFUSED_SYSTEM_TARGETS: { readonly exact: readonly string[]; readonly below: readonly string[] } = {
+  exact: [
+    '/bin', '/boot', '/dev', '/efi', '/etc', '/home', '/lib', '/lib32', '/lib64', '/libx32', '/lost+found', '/media', '/mnt',
+    '/opt', '/proc', '/root', '/run', '/sbin', '/srv', '/sys', '/tmp', '/usr', '/var',
+    '/var/cache', '/var/lib', '/var/local', '/var/lock', '/var/log', '/var/mail', '/var/opt', '/var/run', '/var/spool', '/var/tmp',
+    '/var/lib/rpm', '/var/lib/dpkg', '/var/lib/systemd', '/var/log/journal',
+  ],
+  // Configuration, boot files, pseudo file systems, and /usr (read-only, shareable data by the FHS).
+  below: ['/etc', '/boot', '/efi', '/dev', '/proc', '/sys', '/run', '/usr'],
+};
+
+/** User-scope targets never accepted: the home itself and the XDG base directories that hold everything else. */
+export const REFUSED_USER_TARGETS: readonly string[] = ['~/.cache', '~/.config', '~/.local', '~/.local/share', '~/.local/state', '~/.var', '~/.var/app'];
+
+/** Why PATH (absolute, or "~/…" for user scope; already free of ".", ".." and "//") may not be a target; undefined when it may. */
+export function refusedTarget(path: string): string | undefined {
+  if (path.startsWith('~')) {
+    if (path === '~' || path === '~/' || REFUSED_USER_TARGETS.includes(path)) return `${path} holds the user's own files and settings`;
+    return undefined;
+  }
+  if (path === '/') return 'the root cannot be made a subvolume';
+  const below = REFUSED_SYSTEM_TARGETS.below.find((dir) => path === dir || path.startsWith(`${dir}/`));
+  if (below !== undefined) return `${below}${path === below ? '' : ' and everything below it'} belongs to the system`;
+  if (REFUSED_SYSTEM_TARGETS.exact.includes(path)) return `${path} is a system directory`;
+  return undefined;
+}
+
+// POSIX cksum (CRC-32, polynomial 0x04C11DB7, not reflected, length appended): what the shell
+// library gets from `cksum`, so both sides derive the same short temporary name.
+const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
+  let c = n << 24;
+  for (let k = 0; k < 8; k++) c = c & 0x80000000 ? (c << 1) ^ 0x04c11db7 : c << 1;
+  return c >>> 0;
+});
+
+export function posixCksum(data: Uint8Array): number {
+  let crc = 0;
+  const feed = (byte: number) => {
+    crc = ((crc << 8) ^ CRC_TABLE[((crc >>> 24) ^ byte) & 0xff]!) >>> 0;
+  };
+  for (const byte of data) feed(byte);
+  for (let length = data.length; length > 0; length = Math.floor(length / 256)) feed(length & 0xff);
+  return ~crc >>> 0;
+}
+
+/**
+ * The temporary name beside PATH for SUFFIX: `PATH` + SUFFIX (prefixed by `prefix`, e.g. "."
+ * for a hidden one) when that fits in NAME_MAX bytes, else `.nocow-CKSUM` + SUFFIX, CKSUM
+ * being the POSIX cksum of the last segment's bytes. Fixed and predictable from PATH, so a
+ * re-run finds what an interrupted one left; the shell library computes the same name.
+ */
+export function temporaryName(path: string, suffix: string, prefix = ''): string {
+  const cut = path.lastIndexOf('/') + 1;
+  const base = Buffer.from(path.slice(cut));
+  const fits = Buffer.byteLength(prefix) + base.length + Buffer.byteLength(suffix) <= NAME_MAX;
+  return `${path.slice(0, cut)}${fits ? `${prefix}${path.slice(cut)}` : `.nocow-${posixCksum(base)}`}${suffix}`;
+}
