@@ -246,6 +246,12 @@ t.test('GIVEN a value the scriptlet could not carry WHEN the macro is expanded T
     ['-m 999 /var/x', '-m 999: expected 3 or 4 octal digits'],
     ['-u a:b /var/x', '-u a:b: expected a user name'],
     ['-x /var/x', 'Unknown option x'],
+    ['/etc', '/etc: expected a directory of its own, not a system one (/etc and everything below it belongs to the system)'],
+    ['/etc/foo bar', '/etc/foo bar: expected a directory of its own, not a system one (/etc and everything below it'],
+    ['/usr/lib/x', '(/usr and everything below it belongs to the system)'],
+    ['/proc', '(/proc and everything below it belongs to the system)'],
+    ['/var/lib', '/var/lib: expected a directory of its own, not a system one (/var/lib is a system directory)'],
+    ['/home', '(/home is a system directory)'],
   ] as const) {
     const r = await evaluate(`%nocow_posttrans ${args}`);
     t.not(r.exitCode, 0, `${args || '(nothing)'}: rpm fails`);
