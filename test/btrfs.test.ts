@@ -10,7 +10,7 @@ const runners: Runner[] = ['kickstart', 'hook'];
 
 /** Runs setup, the artifact twice (run1, run2) with snapshots before/after, then checks. */
 async function scenario(shell: Shell, runner: Runner, targets: ReturnType<typeof target>[], setup: string, checks = '', env = '') {
-  const a = await renderFor(targets);
+  const a = await renderFor(targets, t);
   const script = `${PRELUDE}
 ${setup}
 snap before

@@ -9,7 +9,7 @@ const P = '/var/lib/libvirt/images';
 
 for (const shell of SHELLS) {
   t.test(`GIVEN an empty directory being converted by ${shell} WHEN the run is killed before each of its commands THEN the next run always ends in the declared state with the metadata kept`, async (t) => {
-    const a = await renderFor([target({ path: P })]);
+    const a = await renderFor([target({ path: P })], t);
     const script = `
       FORKS='clone,clone3,fork,vfork'
       n=0
@@ -46,7 +46,7 @@ t.test('GIVEN leftovers of an interrupted conversion WHEN applied THEN each is r
     ['old directory not yet removed', 'mkdir -p "$R$P.nocow-old" "${R}/var/lib/libvirt"; btrfs subvolume create "$R$P" >/dev/null; chattr +C "$R$P"', /^nocow: vm: removed .*images\.nocow-old left by an interrupted conversion\n$/],
   ] as const;
   for (const [what, setup, out] of cases) {
-    const a = await renderFor([target({ path: P })]);
+    const a = await renderFor([target({ path: P })], t);
     const fs = await runInFs({
       fs: 'btrfs',
       env: { A: a.dir, P },
@@ -63,7 +63,7 @@ t.test('GIVEN leftovers of an interrupted conversion WHEN applied THEN each is r
   }
 
   for (const leftover of ['nocow-new', 'nocow-old']) {
-    const a = await renderFor([target({ path: P })]);
+    const a = await renderFor([target({ path: P })], t);
     const fs = await runInFs({
       fs: 'btrfs',
       env: { A: a.dir, P },

@@ -6,7 +6,7 @@
 import t from 'tap';
 import { execa } from 'execa';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, writeFile, chmod } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile, chmod } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Target } from '../src/declaration/types.js';
@@ -67,6 +67,7 @@ interface Fixture {
 /** Artifacts as files the scripts run, a 1 MiB image, and a real RPM built from the generated %posttrans. */
 async function fixture(): Promise<Fixture> {
   const dir = await mkdtemp(join(tmpdir(), 'nocow-e2e-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true })); // when the file's last test ends, passed or not
   const image = randomBytes(1024 * 1024);
   await writeFile(join(dir, 'disk.img'), image);
   for (const f of renderPlan(planArtifacts({ sources: ['config:e2e.yaml'], targets: TARGETS }, ['posttrans', 'kickstart', 'tmpfiles', 'hook'], 'test'), await loadTemplates())) {

@@ -1,6 +1,18 @@
 import t from 'tap';
 import { execa } from 'execa';
-import { assertKickstartSection, commentSafe, rpmEscape, shQuote, tmpfilesHomePath, tmpfilesQuote } from '../src/render/escape.js';
+import {
+  assertKickstartSection,
+  commentSafe,
+  globEscape,
+  rpmEscape,
+  shQuote,
+  TMPFILES_PATH_MAX,
+  tmpfilesGlobPath,
+  tmpfilesHomeGlobPath,
+  tmpfilesHomePath,
+  tmpfilesProblem,
+  tmpfilesQuote,
+} from '../src/render/escape.js';
 
 const NASTY = [
   '/srv/vm images/$(touch /tmp/pwned)',
@@ -35,6 +47,54 @@ t.test('GIVEN tmpfiles.d fields WHEN quoted THEN specifiers double and whitespac
 t.test('GIVEN a user-scope path WHEN rendered for user tmpfiles.d THEN %h stays a specifier and the rest is literal', async (t) => {
   t.equal(tmpfilesHomePath('~/.local/share/gnome-boxes/images'), '%h/.local/share/gnome-boxes/images');
   t.equal(tmpfilesHomePath('~/VM images/100%'), '"%h/VM images/100%%"');
+});
+
+/**
+ * What systemd-tmpfiles makes of a glob-type path field, as systemd 252 reads it: C-style
+ * unescaping inside the (double) quotes, `%%` to `%`, then glob(3)'s `\` quoting. Enough
+ * for the fields tmpfilesGlobPath writes; the real thing runs in test/tmpfiles.test.ts.
+ */
+function tmpfilesGlobLiteral(field: string): string {
+  const unquoted = field.startsWith('"') ? field.slice(1, -1).replace(/\\(.)/g, '$1') : field;
+  const expanded = unquoted.replace(/%(.)/g, (_, c: string) => (c === '%' ? '%' : `<specifier ${c}>`));
+  if (/(^|[^\\])(\\\\)*[*?[{]/.test(expanded)) return `<pattern ${expanded}>`;
+  return expanded.replace(/\\(.)/g, '$1');
+}
+
+t.test('GIVEN glob metacharacters WHEN glob-escaped THEN each of \\ * ? [ ] { } , gets a backslash and nothing else changes', async (t) => {
+  t.equal(globEscape('/srv/g/*'), '/srv/g/\\*');
+  t.equal(globEscape('/a\\x41/[ab]/{a,b}/a?b/x]y}'), '/a\\\\x41/\\[ab\\]/\\{a\\,b\\}/a\\?b/x\\]y\\}');
+  t.equal(globEscape("/plain/-rf/it's \"q\"/100% %h/ünï ☃/$(x)/~/!^"), "/plain/-rf/it's \"q\"/100% %h/ünï ☃/$(x)/~/!^");
+});
+
+t.test('GIVEN a path for an h line WHEN rendered THEN it is glob-escaped first, then quoted as a tmpfiles.d field', async (t) => {
+  t.equal(tmpfilesGlobPath('/var/lib/libvirt/images'), '/var/lib/libvirt/images');
+  t.equal(tmpfilesGlobPath('/srv/g/*'), '"/srv/g/\\\\*"');
+  t.equal(tmpfilesGlobPath('/srv/a\\x41'), '"/srv/a\\\\\\\\x41"');
+  t.equal(tmpfilesGlobPath('/srv/%{_bindir}'), '"/srv/%%\\\\{_bindir\\\\}"');
+  t.equal(tmpfilesGlobPath('/srv/${HOME}'), '"/srv/$\\\\{HOME\\\\}"');
+  for (const value of [...NASTY.slice(0, -1), '/srv/a\\x41', '/srv/%{_bindir}', '/srv/${HOME}', '/d\\/e', '/x\\', '/{c}']) {
+    t.equal(tmpfilesGlobLiteral(tmpfilesGlobPath(value)), value, `read back as the literal ${JSON.stringify(value)}`);
+  }
+  t.equal(tmpfilesGlobLiteral(tmpfilesQuote('/srv/g/*')), '<pattern /srv/g/*>', 'the old field: a pattern');
+});
+
+t.test('GIVEN a user-scope path for an h line WHEN rendered THEN %h stays a specifier and the rest is glob-escaped, then quoted', async (t) => {
+  t.equal(tmpfilesHomeGlobPath('~/.local/share/gnome-boxes/images'), '%h/.local/share/gnome-boxes/images');
+  t.equal(tmpfilesHomeGlobPath('~/VM images/*'), '"%h/VM images/\\\\*"');
+  t.equal(tmpfilesHomeGlobPath('~/{a,b}'), '"%h/\\\\{a\\\\,b\\\\}"');
+  t.equal(tmpfilesHomeGlobPath('~/100%'), '%h/100%%');
+});
+
+t.test('GIVEN paths WHEN asked what tmpfiles cannot carry THEN only an h-line path over 4095 bytes once glob-escaped is refused', async (t) => {
+  t.equal(TMPFILES_PATH_MAX, 4095);
+  for (const value of NASTY.slice(0, -1)) t.equal(tmpfilesProblem(value), undefined, JSON.stringify(value));
+  // 4095 bytes once escaped: "/" + 1000 "*" (2000 escaped) + "/" + 1046 2-byte "é" + "x".
+  const fits = `/${'*'.repeat(1000)}/${'é'.repeat(1046)}x`;
+  t.equal(tmpfilesProblem(fits), undefined, 'exactly 4095 bytes escaped');
+  t.match(tmpfilesProblem(`${fits}x`), /^a path that systemd-tmpfiles can carry: at most 4095 bytes once each \\ \* \? \[ \] \{ \} , in it is escaped .*\(this one takes 4096\)$/);
+  t.equal(tmpfilesProblem(`~${fits}`), undefined, 'user scope: the part after ~');
+  t.match(tmpfilesProblem(`~${fits}x`), /at most 4095 bytes after the home directory once .*\(this one takes 4096\)$/);
 });
 
 t.test('GIVEN spec text WHEN rpm-escaped THEN every % is doubled', async (t) => {

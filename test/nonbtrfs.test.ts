@@ -11,7 +11,7 @@ for (const fs of ['ext4', 'xfs'] as FsType[]) {
   for (const [i, shell] of SHELLS.entries()) {
     const runner = i % 2 === 0 ? 'hook' : 'kickstart';
     t.test(`GIVEN a ${fs} root WHEN ${shell} runs the ${runner} artifact THEN nothing changes, nothing is said, exit 0`, async (t) => {
-      const a = await renderFor(TARGETS);
+      const a = await renderFor(TARGETS, t);
       const run = await runInFs({ fs, env: { A: a.dir }, script: `${PRELUDE}${SETUP}\nsnap before\nrun run1 '${shell}' ${runner}\nsnap after` });
       t.equal(run.exitCode, 0, run.stderr);
       t.same(await result(a, 'run1'), { out: '', err: '', rc: 0 });
@@ -23,7 +23,7 @@ for (const fs of ['ext4', 'xfs'] as FsType[]) {
 
 /** Processes the artifact's shell starts (its forks), for each of the three targets. */
 async function forks(fs: FsType, setup: string): Promise<number> {
-  const a = await renderFor([target({ path: '/var/lib/libvirt/images' })]);
+  const a = await renderFor([target({ path: '/var/lib/libvirt/images' })], t);
   const run = await runInFs({
     fs,
     env: { A: a.dir },

@@ -11,7 +11,7 @@ for (const [redundancy, expectFlag] of [
   ['force-nocow', true],
 ] as const) {
   t.test(`GIVEN a raid1 Btrfs and redundancy: ${redundancy} WHEN the kickstart section runs THEN a subvolume is made and +C is ${expectFlag ? 'set' : 'skipped with the reason'}`, async (t) => {
-    const a = await renderFor([target({ path: P, redundancy })]);
+    const a = await renderFor([target({ path: P, redundancy })], t);
     const run = await runInFs({
       fs: 'btrfs',
       raid1: true,

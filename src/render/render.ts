@@ -3,7 +3,7 @@ import ejs from 'ejs';
 import type { Target } from '../declaration/types.js';
 import type { Plan, PlannedFile, TemplateName } from '../plan.js';
 import { LOCK_DIR, NAME_MAX, OPT_OUT_PREFIX, REDUNDANT_PROFILES, REFUSED_SYSTEM_TARGETS, TEMP_SUFFIX } from '../facts.js';
-import { assertKickstartSection, commentSafe, rpmEscape, rpmMacroBody, shQuote, tmpfilesHomePath, tmpfilesQuote } from './escape.js';
+import { assertKickstartSection, commentSafe, rpmEscape, rpmMacroBody, shQuote, tmpfilesGlobPath, tmpfilesHomeGlobPath, tmpfilesHomePath, tmpfilesQuote } from './escape.js';
 
 export interface Templates {
   /** The shell library, templates/nocow-lib.sh.ejs (before the facts are filled in: see renderLibrary). */
@@ -147,10 +147,14 @@ export function renderFile(plan: Plan, planned: PlannedFile, templates: Template
       break;
     }
     case 'tmpfiles.conf':
-      content = render(template, { marker, fileName, targets: planned.targets }, tmpfilesQuote);
+      content = render(template, { marker, fileName, targets: planned.targets, globPath: tmpfilesGlobPath }, tmpfilesQuote);
       break;
     case 'user-tmpfiles.conf':
-      content = render(template, { marker, fileName, targets: planned.targets, homePath: tmpfilesHomePath }, tmpfilesQuote);
+      content = render(
+        template,
+        { marker, fileName, targets: planned.targets, homePath: tmpfilesHomePath, homeGlobPath: tmpfilesHomeGlobPath },
+        tmpfilesQuote,
+      );
       break;
   }
   return { file: planned.file, artifact: planned.artifact, content, executable: planned.executable };

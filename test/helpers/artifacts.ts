@@ -1,6 +1,7 @@
 // Real generated artifacts for a test declaration, written where a test script can run them,
 // plus the bash snippets a scenario uses to run them and to record what they did.
-import { mkdtemp, readFile, writeFile, chmod } from 'node:fs/promises';
+import type { Test } from 'tap';
+import { mkdtemp, readFile, rm, writeFile, chmod } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Target } from '../../src/declaration/types.js';
@@ -41,8 +42,13 @@ export interface Rendered {
   tmpfiles: string[];
 }
 
-export async function renderFor(targets: Target[]): Promise<Rendered> {
+/**
+ * Renders the artifacts into a new directory, removed when `t` ends, passed or not
+ * (a test's own `t`, or the root `t` of the file for a helper shared by its tests).
+ */
+export async function renderFor(targets: Target[], t: Pick<Test, 'teardown'>): Promise<Rendered> {
   const dir = await mkdtemp(join(tmpdir(), 'nocow-art-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
   const files = renderPlan(planArtifacts({ sources: ['config:test.yaml'], targets }, ['kickstart', 'hook', 'tmpfiles'], 'test'), await loadTemplates());
   const tmpfiles: string[] = [];
   for (const f of files) {
