@@ -1,5 +1,7 @@
 // Options several commands share, defined once.
 import type { Argv } from 'yargs';
+import { UsageError, showArg } from './errors.js';
+import { BUILTIN_PROFILES } from './declaration/profiles.js';
 
 export interface DeclarationArgs {
   profile: string[];
@@ -9,6 +11,26 @@ export interface DeclarationArgs {
 // Not `array: true`: an array option would swallow the paths that follow it.
 const repeatable = (value: string | string[]): string[] => (Array.isArray(value) ? value : [value]);
 
+/** Each --profile value split at commas, each name trimmed; an empty name is a mistake, never "the default". */
+export function profileNames(value: string | string[]): string[] {
+  return repeatable(value).flatMap((given) => {
+    const names = given.split(',').map((name) => name.trim());
+    if (names.some((name) => name === '')) {
+      const what = given.trim() === '' ? 'no profile name' : 'an empty profile name between commas';
+      throw new UsageError(`--profile ${showArg(given)}: ${what}; expected one of: ${Object.keys(BUILTIN_PROFILES).join(', ')} (comma-separated, or --profile repeated)`);
+    }
+    return names;
+  });
+}
+
+/** --config values: a file name each; `-` (stdin) at most once, since stdin can be read only once. */
+export function configFiles(value: string | string[]): string[] {
+  const files = repeatable(value);
+  for (const file of files) if (file === '') throw new UsageError(`--config "": no file name; expected a YAML or JSON file, or - for stdin`);
+  if (files.filter((file) => file === '-').length > 1) throw new UsageError('--config - given twice: stdin can be read once');
+  return files;
+}
+
 /** --profile and --config: which declaration a command works from. */
 export function declarationOptions<T>(yargs: Argv<T>): Argv<T & DeclarationArgs> {
   return yargs
@@ -16,7 +38,8 @@ export function declarationOptions<T>(yargs: Argv<T>): Argv<T & DeclarationArgs>
       alias: 'p',
       describe: 'Built-in profile (repeatable, or comma-separated): libvirt, machines, mariadb, postgresql, gnome-boxes, gnome-boxes-flatpak',
       type: 'string',
-      coerce: (value: string | string[]) => repeatable(value).flatMap((p) => p.split(',')).filter(Boolean),
+      requiresArg: true,
+      coerce: profileNames,
       default: [] as string[],
       defaultDescription: 'libvirt, when no --config is given either',
     })
@@ -24,7 +47,8 @@ export function declarationOptions<T>(yargs: Argv<T>): Argv<T & DeclarationArgs>
       alias: 'c',
       describe: 'Declaration file, YAML or JSON; - reads it from stdin (repeatable; combines with --profile)',
       type: 'string',
-      coerce: repeatable,
+      requiresArg: true,
+      coerce: configFiles,
       default: [] as string[],
     }) as unknown as Argv<T & DeclarationArgs>;
 }
@@ -32,7 +56,30 @@ export function declarationOptions<T>(yargs: Argv<T>): Argv<T & DeclarationArgs>
 /** The last --root wins, as for most tools; the shell artifacts take one root too. */
 export const single = (value: string | string[]): string => (Array.isArray(value) ? value[value.length - 1]! : value);
 
-export function rootOption<T>(yargs: Argv<T>, describe: string): Argv<T & { root: string }> {
-  return yargs.option('root', { describe, type: 'string', default: '/', requiresArg: true, coerce: single }) as unknown as Argv<T & { root: string }>;
+/**
+ * Node decodes argv as UTF-8 and turns bytes that are not UTF-8 into U+FFFD: a directory
+ * named so would be another directory than the one given, so such a value is refused.
+ */
+export function exactPath(option: string, value: string): string {
+  if (value.includes('\ufffd')) {
+    throw new UsageError(`${option} ${showArg(value)}: not valid UTF-8 (or contains U+FFFD); give a path whose name is UTF-8`);
+  }
+  return value;
 }
 
+/**
+ * -o DIR: one directory. Given twice is refused rather than "last wins": files written
+ * to a directory the user did not mean are worse than a --root looked at twice.
+ */
+export function outputDir(value: string | string[]): string {
+  if (Array.isArray(value)) {
+    if (value.length > 1) throw new UsageError(`-o given twice (${value.map(showArg).join(', ')}): name one output directory`);
+    value = value[0]!;
+  }
+  if (value === '') throw new UsageError('-o "": no directory name; for the current directory write -o .');
+  return exactPath('-o', value);
+}
+
+export function rootOption<T>(yargs: Argv<T>, describe: string): Argv<T & { root: string }> {
+  return yargs.option('root', { describe, type: 'string', default: '/', requiresArg: true, coerce: (value: string | string[]) => exactPath('--root', single(value)) }) as unknown as Argv<T & { root: string }>;
+}

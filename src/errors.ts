@@ -5,5 +5,57 @@ export class UsageError extends Error {
     readonly problems: string[] = [message],
   ) {
     super(message);
+    this.name = 'UsageError';
   }
+}
+
+/** Something the command could not do (a file it could not write…): one line, exit status 1. */
+export class FailedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'FailedError';
+  }
+}
+
+// What an errno means, in the words of strerror(3), kept short; a hint where the cause is usually one thing.
+const REASONS: Record<string, string> = {
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted (immutable?)',
+  EROFS: 'read-only file system',
+  ENOSPC: 'no space left on device',
+  EDQUOT: 'disk quota exceeded',
+  ENOTDIR: 'not a directory',
+  EISDIR: 'is a directory',
+  EEXIST: 'already exists',
+  ENOENT: 'no such file or directory',
+  ENAMETOOLONG: 'file name too long',
+  ELOOP: 'too many levels of symbolic links',
+  EIO: 'input/output error',
+  EMLINK: 'too many links',
+  EBUSY: 'device or resource busy',
+  ETXTBSY: 'text file busy',
+  EFBIG: 'file too large',
+  EINVAL: 'invalid argument',
+  ENOTSUP: 'operation not supported',
+  EOPNOTSUPP: 'operation not supported',
+  EXDEV: 'on another file system',
+};
+
+/** The reason of a failed system call in words ("permission denied"), without Node's "CODE: …, syscall 'path'" frame. */
+export function reasonOf(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  if (code && Object.hasOwn(REASONS, code)) return REASONS[code]!;
+  const message = error instanceof Error ? error.message : String(error);
+  // "EXYZ: some words, open '/x'" → "some words"
+  return message.replace(/^E[A-Z]+: /, '').replace(/, \w+ '.*'$/s, '') || code || 'unknown error';
+}
+
+/**
+ * A value from the command line as an error line shows it: as typed when it is plain
+ * printable text, else JSON-quoted (empty, blanks at either end, control characters,
+ * U+FFFD from bytes that were not UTF-8), so the line stays one terminal-safe line.
+ */
+export function showArg(value: string): string {
+  if (value !== '' && !/^\s|\s$|[\u0000-\u001f\u007f-\u009f\u2028\u2029\ufffd"]/.test(value)) return value;
+  return JSON.stringify(value).replace(/[\u007f-\u009f\u2028\u2029\ufffd]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }

@@ -1,5 +1,6 @@
 // The CLI: parse argv, run one command, return its exit status. Only the bin exits the process.
 import { UsageError } from './errors.js';
+import { PlanError } from './plan.js';
 import { processIo, type Io } from './io.js';
 import * as generate from './commands/generate.js';
 import * as statusCommand from './commands/status.js';
@@ -11,9 +12,13 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   let status = 0;
   const debug = argv.includes('--debug');
   const fail = (error: unknown): number => {
-    // YError: yargs' own checks that reach here as errors, e.g. an option missing its value.
-    const usage = error instanceof UsageError || (error as { name?: string })?.name === 'DeclarationError' || (error as { name?: string })?.name === 'PlanError' || (error as { name?: string })?.name === 'YError';
-    const problems = (error as { problems?: string[] }).problems ?? [(error as Error)?.message ?? String(error)];
+    // Bad usage or declaration: exit 2. YError: yargs' own checks that reach here as errors,
+    // e.g. an option missing its value, or a coerce function's UsageError, which yargs wraps.
+    // A PlanError (an artifact named that the declaration cannot produce) is a usage error too.
+    // DeclarationError by name: its module is loaded only with a declaration.
+    const name = (error as { name?: string } | undefined)?.name;
+    const usage = error instanceof UsageError || error instanceof PlanError || name === 'DeclarationError' || name === 'YError';
+    const problems = (error as { problems?: string[] } | undefined)?.problems ?? [(error as Error | undefined)?.message ?? String(error)];
     for (const problem of problems) io.err(`nocow: error: ${problem}\n`);
     if (debug && error instanceof Error && error.stack) io.err(`${error.stack}\n`);
     return usage ? 2 : 1;

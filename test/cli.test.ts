@@ -1,9 +1,13 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { execa } from 'execa';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main } from '../src/main.js';
 import type { Io } from '../src/io.js';
+import { builtCli, NOCOW_FN } from './helpers/cli.js';
+import { parseTree, runInFs, section } from './helpers/fs.js';
 
 function capture(): Io & { stdout: string; stderr: string } {
   const io = { stdout: '', stderr: '', out: (s: string) => void (io.stdout += s), err: (s: string) => void (io.stderr += s) };
@@ -106,4 +110,222 @@ t.test('GIVEN --config - WHEN a declaration comes on stdin THEN it is used, and 
   const bad = await execa('node', ['dist/bin/nocow.js', 'generate', '-c', '-'], { cwd: root, input: 'targets:\n  - {name: vm, path: srv}\n', reject: false });
   t.equal(bad.exitCode, 2);
   t.match(bad.stderr, /^nocow: error: -: targets\[0\]\.path: "srv" is not allowed; expected an absolute path/m);
+});
+
+// ---- The CLI's own output and errors (issue 7, item 8): the built CLI as a subprocess ----
+
+const cli = builtCli();
+
+interface Ran {
+  rc: number | undefined;
+  out: string;
+  err: string;
+}
+
+/** The built CLI, stdin empty unless given; killed after 20 s (a hang fails the test rather than the run). */
+async function nocow(args: string[], input = ''): Promise<Ran> {
+  const r = await execa('node', [cli, ...args], { input, reject: false, timeout: 20_000, stripFinalNewline: false });
+  return { rc: r.timedOut ? undefined : r.exitCode, out: r.stdout, err: r.stderr };
+}
+
+async function tempDir(t: Test): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'nocow-cli-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** Every entry under dir, sorted: relative path, kind, mode and, for a file, its sha256 and inode. */
+async function snapshot(dir: string): Promise<string[]> {
+  const lines: string[] = [];
+  for (const rel of (await readdir(dir, { recursive: true })).sort()) {
+    const path = join(dir, rel);
+    const st = await stat(path);
+    const kind = st.isDirectory() ? 'dir' : st.isFile() ? 'file' : 'other';
+    const sum = st.isFile() ? ` ${createHash('sha256').update(await readFile(path)).digest('hex')} inode ${st.ino}` : '';
+    lines.push(`${rel} ${kind} ${(st.mode & 0o7777).toString(8)}${sum}`);
+  }
+  return lines;
+}
+
+const tempsUnder = async (dir: string): Promise<string[]> => (await readdir(dir, { recursive: true })).filter((f) => f.endsWith('.nocow-tmp'));
+
+t.test('GIVEN -o under /proc WHEN generate runs THEN it fails at once with one line naming -o, status 1, instead of spinning for ever', async (t) => {
+  const started = Date.now();
+  const r = await nocow(['generate', '-o', '/proc/x']);
+  t.equal(r.rc, 1, 'exits (a hang is killed after 20 s and gives no status)');
+  t.ok(Date.now() - started < 10_000, 'fast');
+  t.equal(r.err, 'nocow: error: -o /proc/x: cannot write /proc/x/nocow-requires.spec: cannot create directory /proc/x: the file system does not allow it\n');
+  t.equal(r.out, '');
+  await t.rejects(stat('/proc/x'));
+});
+
+t.test('GIVEN -o twice WHEN generate runs THEN one error line naming both values, status 2, neither directory made', async (t) => {
+  const dir = await tempDir(t);
+  const [a, b] = [join(dir, 'a'), join(dir, 'b')];
+  const r = await nocow(['generate', '-o', a, '-o', b]);
+  t.equal(r.rc, 2);
+  t.equal(r.err, `nocow: error: -o given twice (${a}, ${b}): name one output directory\n`);
+  t.equal(r.out, '');
+  t.same(await readdir(dir), []);
+  const long = await nocow(['generate', '--output', a, '-o', b]);
+  t.equal(long.err, `nocow: error: -o given twice (${a}, ${b}): name one output directory\n`, '--output and -o are the same option');
+});
+
+t.test('GIVEN -o DIR whose tmpfiles.d is a regular file WHEN generate runs THEN nothing is written (not even the first files), status 2, one line', async (t) => {
+  const dir = await tempDir(t);
+  await writeFile(join(dir, 'tmpfiles.d'), 'not a directory\n');
+  await writeFile(join(dir, 'nocow-requires.spec'), 'an older version\n');
+  const before = await snapshot(dir);
+  const r = await nocow(['generate', '-o', dir]);
+  t.equal(r.rc, 2);
+  t.equal(r.err, `nocow: error: -o ${dir}: cannot write ${dir}/tmpfiles.d/nocow-libvirt.conf: ${dir}/tmpfiles.d is not a directory\n`);
+  t.equal(r.out, '');
+  t.same(await snapshot(dir), before, 'the same files, bytes, modes and inodes');
+  t.same(await tempsUnder(dir), []);
+});
+
+t.test('GIVEN -o DIR where a file to write is a directory WHEN generate runs THEN nothing is written, status 2', async (t) => {
+  const dir = await tempDir(t);
+  await mkdir(join(dir, 'nocow-post-chroot.ks'));
+  const before = await snapshot(dir);
+  const r = await nocow(['generate', '-o', dir]);
+  t.equal(r.rc, 2);
+  t.equal(r.err, `nocow: error: -o ${dir}: cannot write ${dir}/nocow-post-chroot.ks: a directory of that name is in the way\n`);
+  t.same(await snapshot(dir), before);
+});
+
+t.test('GIVEN -o DIR below a regular file WHEN generate runs THEN the file is named, status 2, nothing made', async (t) => {
+  const dir = await tempDir(t);
+  await writeFile(join(dir, 'f'), 'x');
+  const before = await snapshot(dir);
+  const r = await nocow(['generate', '-o', join(dir, 'f', 'out')]);
+  t.equal(r.rc, 2);
+  t.equal(r.err, `nocow: error: -o ${dir}/f/out: cannot write ${dir}/f/out/nocow-requires.spec: ${dir}/f is not a directory\n`);
+  t.same(await snapshot(dir), before);
+});
+
+t.test('GIVEN -o DIR with a .nocow-tmp left by a killed run WHEN generate runs THEN every file is replaced and no temporary file is left', async (t) => {
+  const dir = await tempDir(t);
+  await writeFile(join(dir, 'nocow-requires.spec.nocow-tmp'), 'half');
+  await writeFile(join(dir, 'nocow-requires.spec'), 'old');
+  const r = await nocow(['generate', '-o', dir, 'posttrans', 'hook']);
+  t.equal(r.rc, 0);
+  t.equal(r.err, ['nocow-requires.spec', 'nocow-posttrans.spec', 'nocow-apply.sh'].map((f) => `wrote ${dir}/${f}\n`).join(''));
+  t.same(await tempsUnder(dir), []);
+  t.match(await readFile(join(dir, 'nocow-requires.spec'), 'utf8'), /^Requires\(posttrans\): /m);
+  t.equal((await stat(join(dir, 'nocow-apply.sh'))).mode & 0o777, 0o755);
+  t.equal((await stat(join(dir, 'nocow-requires.spec'))).mode & 0o777, 0o644);
+});
+
+t.test('GIVEN -o "" WHEN generate runs THEN it is refused rather than writing to the current directory', async (t) => {
+  const dir = await tempDir(t);
+  const r = await execa('node', [cli, 'generate', '-o', ''], { cwd: dir, reject: false });
+  t.equal(r.exitCode, 2);
+  t.equal(r.stderr, 'nocow: error: -o "": no directory name; for the current directory write -o .');
+  t.same(await readdir(dir), []);
+});
+
+t.test('GIVEN -o a path that is not UTF-8 WHEN generate runs THEN it is refused: the U+FFFD Node puts in its place would name another directory', async (t) => {
+  const dir = await tempDir(t);
+  const r = await execa('sh', ['-c', 'exec node "$0" generate -o "$1/$(printf "x\\377")"', cli, dir], { reject: false });
+  t.equal(r.exitCode, 2);
+  t.equal(r.stderr, `nocow: error: -o "${dir}/x\\ufffd": not valid UTF-8 (or contains U+FFFD); give a path whose name is UTF-8`);
+  t.same(await readdir(dir), []);
+});
+
+t.test('GIVEN -p "" WHEN generate runs THEN an error names --profile and the value, status 2, instead of the default profile', async (t) => {
+  const r = await nocow(['generate', '-p', '']);
+  t.equal(r.rc, 2);
+  t.equal(
+    r.err,
+    'nocow: error: --profile "": no profile name; expected one of: libvirt, machines, mariadb, postgresql, gnome-boxes, gnome-boxes-flatpak (comma-separated, or --profile repeated)\n',
+  );
+  t.equal(r.out, '');
+  const trailing = await nocow(['generate', '-p', 'libvirt,']);
+  t.equal(trailing.rc, 2);
+  t.match(trailing.err, /^nocow: error: --profile libvirt,: an empty profile name between commas; expected one of: libvirt, /);
+  const bare = await nocow(['status', '-p']);
+  t.equal(bare.rc, 2);
+  t.equal(bare.err, 'nocow: error: Not enough arguments following: p\n');
+});
+
+t.test('GIVEN -p "machines, mariadb" WHEN generate runs THEN each name is trimmed and both profiles are used', async (t) => {
+  const r = await nocow(['generate', 'tmpfiles', '-p', 'machines, mariadb ']);
+  t.equal(r.rc, 0);
+  t.equal(r.err, '');
+  t.match(r.out, /^v \/var\/lib\/machines 0700 root root -$/m);
+  t.match(r.out, /^v \/var\/lib\/mysql 0755 mysql mysql -$/m);
+});
+
+t.test('GIVEN an artifact the declaration cannot produce WHEN generate runs THEN status 2 (a usage error), one line', async (t) => {
+  const r = await nocow(['generate', 'posttrans', '-p', 'gnome-boxes']);
+  t.equal(r.rc, 2);
+  t.equal(r.err, 'nocow: error: artifact posttrans needs a target of scope system; the declaration (profile:gnome-boxes) has none\n');
+  t.equal(r.out, '');
+});
+
+t.test('GIVEN -c - twice WHEN any command runs THEN it refuses, naming --config, since stdin can be read once', async (t) => {
+  for (const command of ['generate', 'status', 'apply']) {
+    const r = await nocow([command, '-c', '-', '-c', '-'], 'targets:\n  - {name: vm, path: /srv/vm}\n');
+    t.equal(r.rc, 2, command);
+    t.equal(r.err, 'nocow: error: --config - given twice: stdin can be read once\n', command);
+    t.equal(r.out, '', command);
+  }
+});
+
+// chattr +i needs a file system that has the flag (not tmpfs): an ext4 image, loop-mounted in
+// its own mount namespace; the flags are cleared by the script's EXIT trap whatever happens.
+// A small tmpfs (7 inodes) runs out after this run has made two directories and five temporary
+// files, so the undo of all of them is seen too.
+t.test('GIVEN an immutable parent, an immutable subdirectory, or a full file system WHEN generate -o runs THEN one line naming -o and the file, status 1, nothing left behind', async (t) => {
+  const a = await tempDir(t);
+  const run = await runInFs({
+    fs: 'ext4',
+    env: { A: a, CLI: cli },
+    script: `${NOCOW_FN}
+trap 'chattr -i "$MNT/p" "$MNT/o/tmpfiles.d" 2>/dev/null || true' EXIT
+echo "$MNT" >"$A/mnt"
+mkdir -p "$MNT/p" "$MNT/o/tmpfiles.d" "$MNT/t"
+printf 'old\\n' >"$MNT/o/nocow-requires.spec"
+printf 'old conf\\n' >"$MNT/o/tmpfiles.d/nocow-libvirt.conf"
+chattr +i "$MNT/p" "$MNT/o/tmpfiles.d"
+mount -t tmpfs -o nr_inodes=7,size=1m tmpfs "$MNT/t"
+section before; observe_tree "$MNT"
+nocow parent generate -o "$MNT/p/out"
+nocow sub generate -o "$MNT/o"
+nocow full generate -o "$MNT/t/out"
+section after; observe_tree "$MNT"
+lsattr -d "$MNT/p" "$MNT/o/tmpfiles.d" >"$A/flags"
+`,
+  });
+  t.equal(run.exitCode, 0, run.stderr);
+  const mnt = (await readFile(join(a, 'mnt'), 'utf8')).trim();
+  const result = async (label: string): Promise<Ran> => ({
+    rc: Number(await readFile(join(a, `${label}.rc`), 'utf8')),
+    out: await readFile(join(a, `${label}.out`), 'utf8'),
+    err: await readFile(join(a, `${label}.err`), 'utf8'),
+  });
+  t.same(await result('parent'), {
+    rc: 1,
+    out: '',
+    err: `nocow: error: -o ${mnt}/p/out: cannot write ${mnt}/p/out/nocow-requires.spec: cannot create directory ${mnt}/p/out: operation not permitted (immutable?)\n`,
+  });
+  t.same(await result('sub'), {
+    rc: 1,
+    out: '',
+    err: `nocow: error: -o ${mnt}/o: cannot write ${mnt}/o/tmpfiles.d/nocow-libvirt.conf: operation not permitted (immutable?)\n`,
+  });
+  t.same(await result('full'), {
+    rc: 1,
+    out: '',
+    err: `nocow: error: -o ${mnt}/t/out: cannot write ${mnt}/t/out/tmpfiles.d/nocow-libvirt.conf: no space left on device\n`,
+  });
+  // Entries, kinds, modes, contents and the inodes of files: the same (directory times may move).
+  const tree = (name: string) =>
+    [...parseTree(section(run.stdout, name)).entries()].map(([path, e]) => `${path} ${e.kind} ${e.mode?.toString(8)} ${e.content} ${e.kind === 'file' ? e.inode : ''}`);
+  const before = tree('before');
+  t.ok(before.some((line) => line.startsWith('o/nocow-requires.spec file 644 ')), 'the snapshot sees the files');
+  t.same(tree('after'), before);
+  t.notMatch(run.stdout, /\.nocow-tmp/);
+  t.match(await readFile(join(a, 'flags'), 'utf8'), /^-*i\S* \S*\/p\n-*i\S* \S*\/o\/tmpfiles\.d\n$/, 'still immutable when the runs ended');
 });

@@ -1,7 +1,7 @@
 // nocow generate [ARTIFACT…]: declaration → plan → rendered artifacts → stdout or -o DIR.
 import type { Argv } from 'yargs';
 import type { Io } from '../io.js';
-import { declarationOptions, type DeclarationArgs } from '../cli-options.js';
+import { declarationOptions, outputDir, type DeclarationArgs } from '../cli-options.js';
 import { ARTIFACTS, DEFAULT_ARTIFACTS, type Artifact } from '../plan.js';
 
 export interface GenerateArgs extends DeclarationArgs {
@@ -26,6 +26,7 @@ export function builder(yargs: Argv): Argv<GenerateArgs> {
       describe: 'Write each artifact to its conventional file name under DIR instead of stdout',
       type: 'string',
       requiresArg: true,
+      coerce: outputDir,
     })
     .example('$0 generate', 'Every artifact for the default profile (libvirt), to stdout')
     .example('$0 generate posttrans --profile mariadb', 'The %posttrans section and its Requires lines for /var/lib/mysql')
@@ -44,8 +45,10 @@ export async function run(args: GenerateArgs, io: Io): Promise<number> {
       import('../write.js'),
     ]);
   const declaration = await loadDeclaration({ profiles: args.profile, configs: args.config });
-  const [templates, version] = await Promise.all([loadTemplates(), packageVersion()]);
-  const files = renderPlan(planArtifacts(declaration, args.artifacts, version), templates);
+  // Planned before the templates are read: an artifact the declaration cannot produce is a
+  // usage error (status 2) whatever the state of the installation.
+  const plan = planArtifacts(declaration, args.artifacts, await packageVersion());
+  const files = renderPlan(plan, await loadTemplates());
   if (args.output === undefined) {
     io.out(concatenate(files));
     return 0;

@@ -56,18 +56,118 @@ async function parseYaml(file: string, text: string): Promise<Parsed> {
   return { problem: `${file}${where}: YAML syntax error: ${reason}` };
 }
 
+/** Where the first byte sequence that is not UTF-8 starts (RFC 3629, as TextDecoder reads it), or -1. */
+export function firstInvalidUtf8(bytes: Uint8Array): number {
+  let i = 0;
+  while (i < bytes.length) {
+    const b = bytes[i]!;
+    if (b < 0x80) {
+      i += 1;
+      continue;
+    }
+    // The lead byte fixes the length and the range of the first continuation byte
+    // (which rules out overlong forms, surrogates and code points above U+10FFFF).
+    let length: number;
+    let low = 0x80;
+    let high = 0xbf;
+    if (b >= 0xc2 && b <= 0xdf) length = 2;
+    else if (b >= 0xe0 && b <= 0xef) {
+      length = 3;
+      if (b === 0xe0) low = 0xa0;
+      if (b === 0xed) high = 0x9f;
+    } else if (b >= 0xf0 && b <= 0xf4) {
+      length = 4;
+      if (b === 0xf0) low = 0x90;
+      if (b === 0xf4) high = 0x8f;
+    } else return i;
+    for (let k = 1; k < length; k += 1) {
+      const c = bytes[i + k];
+      if (c === undefined || c < (k === 1 ? low : 0x80) || c > (k === 1 ? high : 0xbf)) return i;
+    }
+    i += length;
+  }
+  return -1;
+}
+
+type FieldKey = string | number;
+
+/**
+ * The field holding character offset `at` in a YAML (or JSON) text, e.g. "targets[0].path",
+ * or "a field name of targets[0]"; undefined when none can be told.
+ */
+async function fieldAt(text: string, at: number): Promise<string | undefined> {
+  const { parseDocument, isMap, isSeq, isScalar } = await import('yaml');
+  const doc = parseDocument(text);
+  const inside = (node: unknown): boolean => {
+    const range = (node as { range?: [number, number, number] } | null)?.range;
+    return !!range && range[0] <= at && at < range[2];
+  };
+  let inKey = false;
+  const walk = (node: unknown, path: FieldKey[]): FieldKey[] => {
+    if (isMap(node)) {
+      for (const pair of node.items) {
+        // A key with the bad byte cannot be named; its mapping is.
+        if (inside(pair.key)) {
+          inKey = true;
+          return path;
+        }
+        const key = isScalar(pair.key) ? pair.key.value : pair.key;
+        if (inside(pair.value)) return walk(pair.value, [...path, String(key)]);
+      }
+      return path;
+    }
+    if (isSeq(node)) {
+      for (const [i, item] of node.items.entries()) if (inside(item)) return walk(item, [...path, i]);
+      return path;
+    }
+    return path;
+  };
+  const path = inside(doc.contents) ? walk(doc.contents, []) : [];
+  const name = path
+    .map((key, i) => (typeof key === 'number' ? `[${key}]` : /^[A-Za-z_][A-Za-z0-9_-]*$/.test(key) ? `${i === 0 ? '' : '.'}${key}` : `[${JSON.stringify(key)}]`))
+    .join('');
+  if (inKey) return name ? `a field name of ${name}` : 'a field name';
+  return name || undefined;
+}
+
+/**
+ * The text of a declaration, decoded strictly: bytes that are not UTF-8 are refused, never
+ * replaced by U+FFFD (a path with a replaced byte is another directory). The problem
+ * names the line, the column (in characters), the byte and, where it can, the field.
+ */
+async function decodeUtf8(file: string, bytes: Uint8Array): Promise<{ text: string } | { problem: string }> {
+  try {
+    return { text: new TextDecoder('utf-8', { fatal: true }).decode(bytes) };
+  } catch {
+    const offset = firstInvalidUtf8(bytes);
+    if (offset < 0) return { problem: `${file}: not valid UTF-8` };
+    // lastIndexOf(x, -1) would search from the end.
+    const lineStart = offset === 0 ? 0 : bytes.lastIndexOf(0x0a, offset - 1) + 1;
+    const line = bytes.subarray(0, lineStart).filter((b) => b === 0x0a).length + 1;
+    const decoder = new TextDecoder('utf-8');
+    const column = [...decoder.decode(bytes.subarray(lineStart, offset))].length + 1;
+    const byte = `0x${bytes[offset]!.toString(16).toUpperCase().padStart(2, '0')}`;
+    // The prefix is valid, so its length is the offset of the first U+FFFD in the replaced text.
+    const field = await fieldAt(decoder.decode(bytes), decoder.decode(bytes.subarray(0, offset)).length).catch(() => undefined);
+    return { problem: `${file}:${line}:${column}: not valid UTF-8 (byte ${byte})${field ? ` in ${field}` : ''}; save the file as UTF-8` };
+  }
+}
+
 async function parseConfig(file: string): Promise<Parsed> {
-  let text: string;
+  let bytes: Uint8Array;
   try {
     // `-`: the declaration comes on stdin (YAML, which JSON also is), e.g. from a heredoc.
-    text = file === '-' ? await (await import('node:stream/consumers')).text(process.stdin) : await readFile(file, 'utf8');
+    bytes = file === '-' ? await (await import('node:stream/consumers')).buffer(process.stdin) : await readFile(file);
   } catch (err) {
     // Drop Node's ", open 'FILE'" tail: the file is already named first.
     const reason = (err as Error).message.replace(/, \w+ '.*'$/, '');
     return { problem: `${file}: cannot read: ${reason}` };
   }
-  if (file.endsWith('.json')) return parseJson(file, text.replace(/^\uFEFF/, ''));
-  return parseYaml(file, text);
+  const decoded = await decodeUtf8(file, bytes);
+  if ('problem' in decoded) return decoded;
+  // TextDecoder has already dropped a byte order mark.
+  if (file.endsWith('.json')) return parseJson(file, decoded.text);
+  return parseYaml(file, decoded.text);
 }
 
 export async function loadDeclaration(opts: LoadOptions = {}): Promise<Declaration> {
