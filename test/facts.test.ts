@@ -27,6 +27,7 @@ t.test('GIVEN a declaration WHEN a path is a system directory, not UTF-8, or too
   t.match(problems(`/srv/${'é'.repeat(128)}`), [/one has 256/], 'bytes, not characters');
   t.same(problems(`/srv/${'a'.repeat(NAME_MAX)}`), [], 'a 255-byte segment is fine');
   t.match(problems(`/srv/${`${'a'.repeat(200)}/`.repeat(21)}x`), [/a path of at most 4095 bytes/]);
+  t.match(problems(`/srv/${`${'*'.repeat(200)}/`.repeat(11)}x`), [/a path that systemd-tmpfiles can carry: at most 4095 bytes once each .*this one takes \d+\)/], 'within PATH_MAX, but not once glob-escaped for tmpfiles');
 });
 
 t.test('GIVEN names of every length WHEN temporary names are made THEN they fit NAME_MAX, stay beside the path, and match POSIX cksum', async (t) => {

@@ -8,7 +8,7 @@ import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { planArtifacts } from '../src/plan.js';
-import { renderPlan, rpmLibraryMacros } from '../src/render/render.js';
+import { renderLibrary, renderPlan, rpmLibraryMacros } from '../src/render/render.js';
 import { loadTemplates } from '../src/templates.js';
 import { target } from './helpers/artifacts.js';
 import { runInFs, type FsType } from './helpers/fs.js';
@@ -83,7 +83,7 @@ const plain2: Package = { ...plain1, version: '2' };
 const hostile: Package = { name: 'nocow-hostile', version: '1', path: HOSTILE, options: '-n vm -m 0711 -g kvm' };
 const [PKG1, PKG2, HOSTILE_PKG] = await Promise.all([build(plain1), build(plain2), build(hostile)]);
 
-const lib = templates.lib;
+const lib = renderLibrary(templates.lib);
 const expectedScriptlet = (name: string, path: string) =>
   `posttrans scriptlet (using /bin/sh):\n# %nocow_posttrans of nocow-kit test (macros.nocow)\n${lib}nocow_init '/'\n` +
   '# shellcheck disable=SC2016 # the values are single-quoted on purpose: nothing in them may expand\n' +

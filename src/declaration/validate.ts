@@ -2,6 +2,7 @@
 // Pure: every problem is returned as one line, so the caller can report them all at once.
 import { z } from 'zod';
 import { NAME_MAX, PATH_MAX, refusedTarget } from '../facts.js';
+import { tmpfilesProblem } from '../render/escape.js';
 import type { Scope, Target } from './types.js';
 
 export interface ValidationResult {
@@ -76,6 +77,9 @@ function pathProblems(path: string, scope: Scope): string[] {
   if (out.length === 0) {
     const refused = refusedTarget(path);
     if (refused !== undefined) out.push(`a directory of its own, not a system one (${refused}; see SECURITY.md)`);
+    // Every target gets a tmpfiles.d snippet, so what tmpfiles cannot read is refused for all artifacts.
+    const tmpfiles = tmpfilesProblem(path);
+    if (tmpfiles !== undefined && Buffer.byteLength(path) <= PATH_MAX) out.push(tmpfiles);
   }
   return out;
 }
