@@ -2,6 +2,7 @@
 // and as the shell library gets them (the shell side runs on real Btrfs in safety.test.ts).
 import t from 'tap';
 import { execa } from 'execa';
+import { readdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { NAME_MAX, REFUSED_SYSTEM_TARGETS, posixCksum, refusedTarget, temporaryName } from '../src/facts.js';
@@ -58,4 +59,22 @@ t.test('GIVEN the shell library WHEN rendered THEN it carries the facts: every r
     const { stdout } = await execa(shell, shell === 'busybox' ? ['sh', '-c', script] : ['-c', script]);
     t.equal(stdout, '/etc refused\n/etc/x refused\n/var/lib refused\n/var/lib/x ok\n/srv refused\n/srv/x ok\n/usr/lib/y refused\n/etcetera ok', shell);
   }
+});
+
+t.test('GIVEN status, apply and migrate WHEN given a system directory or a path that is not UTF-8 THEN one error line names it and the exit status is 2', async (t) => {
+  const { main } = await import('../src/main.js');
+  const run = async (...argv: string[]) => {
+    let err = '';
+    const status = await main(argv, { out: () => {}, err: (s: string) => (err += s) });
+    return { status, err };
+  };
+  t.same(await run('status', '/etc'), { status: 2, err: 'nocow: error: /etc: refused: /etc belongs to the system, never a target (see SECURITY.md)\n' });
+  t.same(await run('status', '/var/lib'), { status: 2, err: 'nocow: error: /var/lib: refused: /var/lib is a system directory, never a target (see SECURITY.md)\n' });
+  t.same(await run('status', '/srv/\ufffd'), { status: 2, err: 'nocow: error: PATH "/srv/\\ufffd": not valid UTF-8 (or contains U+FFFD); give a path whose name is UTF-8\n' });
+  t.same(await run('status', '--home', '/tmp/\ufffd'), { status: 2, err: 'nocow: error: --home "/tmp/\\ufffd": not valid UTF-8 (or contains U+FFFD); give a path whose name is UTF-8\n' });
+  const dir = t.testdir({ 'etc.yaml': 'targets:\n  - name: etc\n    path: /etc\n', root: {} });
+  const applied = await run('apply', '--root', join(dir, 'root'), '-c', join(dir, 'etc.yaml'));
+  t.equal(applied.status, 2);
+  t.match(applied.err, /^nocow: error: \S+etc\.yaml: targets\[0\]\.path: "\/etc" is not allowed; expected a directory of its own, not a system one/);
+  t.same(readdirSync(join(dir, 'root')), [], 'nothing done under the root');
 });

@@ -1,7 +1,7 @@
 // nocow status [PATH…]: is each declared directory as declared here, and which files in it still fragment?
 import type { Argv } from 'yargs';
 import { processIo, type Io } from '../io.js';
-import { declarationOptions, rootOption, single, type DeclarationArgs } from '../cli-options.js';
+import { declarationOptions, exactPath, rootOption, single, type DeclarationArgs } from '../cli-options.js';
 
 
 export interface StatusArgs extends DeclarationArgs {
@@ -50,7 +50,7 @@ export async function run(args: StatusArgs, io: Io): Promise<number> {
     import('../inspect/format.js'),
   ]);
   const root = await directoryArg('--root', args.root);
-  const home = args.home === undefined ? undefined : await directoryArg('--home', args.home);
+  const home = args.home === undefined ? undefined : await directoryArg('--home', exactPath('--home', args.home));
   const declaration = await loadDeclaration({ profiles: args.profile, configs: args.config });
   const subjects = selectSubjects(declaration.targets, args.paths, root, home);
   const entries = await Promise.all(

@@ -4,6 +4,7 @@ import { posix, resolve } from 'node:path';
 import type { Target } from '../declaration/types.js';
 import { UsageError } from '../errors.js';
 import { refusedTarget } from '../facts.js';
+import { exactPath } from '../cli-options.js';
 import { declaredSubject, joinBase, undeclaredSubject, type Subject } from './subject.js';
 
 /** An existing directory, made absolute (a relative one is taken from the current directory). */
@@ -35,6 +36,7 @@ export function selectSubjects(targets: Target[], paths: string[], root: string,
   const chosen: Subject[] = [];
   const seen = new Set<string>();
   for (const given of paths) {
+    exactPath('PATH', given);
     let match = targets.find((t) => t.path === given);
     let path = given;
     if (!match) {
