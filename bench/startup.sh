@@ -1,5 +1,5 @@
 #!/bin/sh
-# Start-up cost of the nocow command against DESIGN.md's target: within 1.5× of
+# Start-up cost of the nocow command against docs/design.md's target: within 1.5× of
 # `node -e 0`. Run after `npm run build`; needs hyperfine (apt-get install hyperfine).
 # Prints hyperfine's table and each command's ratio to the baseline; the numbers
 # that were measured are kept in BENCHMARKS.md.

@@ -1,4 +1,4 @@
-// DESIGN.md's per-target algorithm, rule by rule, executed by dash, bash and busybox sh
+// docs/design.md's per-target algorithm, rule by rule, executed by dash, bash and busybox sh
 // on real loop-mounted Btrfs; every case checks lsattr, stat and btrfs subvolume show.
 import t, { type Test } from 'tap';
 import { existsSync, rmSync } from 'node:fs';

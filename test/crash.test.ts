@@ -1,4 +1,4 @@
-// Crash safety (DESIGN.md): killed at any point, the next run repairs, and nothing
+// Crash safety (docs/design.md): killed at any point, the next run repairs, and nothing
 // holding data is ever deleted. strace kills the artifact's shell with SIGKILL at its
 // Nth fork, i.e. just before its Nth command, for every N until a run gets through.
 import t from 'tap';
@@ -38,7 +38,7 @@ for (const shell of SHELLS) {
   });
 }
 
-t.test('GIVEN leftovers of an interrupted conversion WHEN applied THEN each is repaired as DESIGN says and anything holding data survives', async (t) => {
+t.test('GIVEN leftovers of an interrupted conversion WHEN applied THEN each is repaired as docs/design.md says and anything holding data survives', async (t) => {
   const cases = [
     ['new subvolume left beside the directory', 'mkdir -p "$R$P"; btrfs subvolume create "$R$P.nocow-new" >/dev/null', /removed .*images\.nocow-new left by an interrupted conversion\n.*converted empty directory/],
     ['directory moved aside, no new one', 'mkdir -p "$R$P.nocow-old"', /restored .*images after an interrupted conversion\n.*converted empty directory/],

@@ -185,7 +185,7 @@ function aloneState(fs: FsType, method: Method, sha: string): string {
 
 /**
  * The declared state after an artifact: on Btrfs the empty directory becomes a +C
- * subvolume; the one holding an image is never moved (DESIGN step 5), it gets +C for
+ * subvolume; the one holding an image is never moved (docs/design.md step 5), it gets +C for
  * new files and the image keeps its bytes (and its own flags). tmpfiles.d makes a
  * subvolume only for a missing path (`v`), so on its own it leaves +C directories.
  */

@@ -1,4 +1,4 @@
-// Not on Btrfs: nothing changes, nothing is said, exit 0 — and DESIGN's cost budget:
+// Not on Btrfs: nothing changes, nothing is said, exit 0 — and docs/design.md's cost budget:
 // processes started before the artifact knows there is nothing to do.
 import t from 'tap';
 import { PRELUDE, SHELLS, renderFor, readArtifactFile, result, target } from './helpers/artifacts.js';
@@ -36,14 +36,14 @@ async function forks(fs: FsType, setup: string): Promise<number> {
   return Number(await readArtifactFile(a, 'count'));
 }
 
-t.test('GIVEN a non-Btrfs root WHEN the scriptlet runs THEN it starts at most 2 processes (DESIGN: Cost)', async (t) => {
+t.test('GIVEN a non-Btrfs root WHEN the scriptlet runs THEN it starts at most 2 processes (docs/design.md: Cost)', async (t) => {
   for (const fs of ['ext4', 'xfs'] as FsType[]) {
     const n = await forks(fs, 'mkdir -p "$R/var/lib/libvirt/images"');
     t.ok(n >= 1 && n <= 2, `${fs}: ${n} processes`);
   }
 });
 
-t.test('GIVEN a Btrfs root already in the declared state WHEN the scriptlet runs THEN it starts at most 4 processes (DESIGN: Cost)', async (t) => {
+t.test('GIVEN a Btrfs root already in the declared state WHEN the scriptlet runs THEN it starts at most 4 processes (docs/design.md: Cost)', async (t) => {
   const n = await forks('btrfs', 'mkdir -p "$R/var/lib/libvirt"; btrfs subvolume create "$R/var/lib/libvirt/images" >/dev/null; chattr +C "$R/var/lib/libvirt/images"');
   t.ok(n >= 1 && n <= 4, `btrfs: ${n} processes`);
 });

@@ -1,5 +1,5 @@
 // Facts about a target → whether it is as declared (status), and what nocow apply would do (--dry-run).
-// Pure: the same rules as DESIGN.md's per-target algorithm, read off the facts, never acted on.
+// Pure: the same rules as docs/design.md's per-target algorithm, read off the facts, never acted on.
 import type { Facts } from './inspect.js';
 import { REDUNDANT_PROFILES } from '../facts.js';
 import type { Subject } from './subject.js';
@@ -86,7 +86,7 @@ export function exitStatus(states: State[]): number {
 }
 
 /**
- * What the shell library would do to this target now, step by step as DESIGN.md orders them,
+ * What the shell library would do to this target now, step by step as docs/design.md orders them,
  * as one sentence starting with "would …" or "nothing: …". A plan read off the facts, not a run.
  */
 export function planApply(s: Subject, f: Facts): string {

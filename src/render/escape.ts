@@ -1,4 +1,4 @@
-// One escaping function per output format (DESIGN.md, "Escaping"). Each is what
+// One escaping function per output format (docs/design.md, "Escaping"). Each is what
 // ejs's `escape` is set to for that format, so `<%= value %>` is always safe.
 
 /** POSIX shell: one single-quoted word; `'` becomes `'\''`. */
