@@ -216,3 +216,98 @@ t.test('GIVEN a terminal WHEN migrate rewrites a file THEN a progress bar shows 
   t.match(run.stdout, /\d+% \| \d+\/24 MiB \| \d+(\.\d)? MiB\/s \| .*a\.img/, 'bar: percentage, bytes, throughput, file');
   t.match(run.stdout, /---\nrewrote .*b\.img as NOCOW \(24\.0 MiB; extents \d+ → \d+\)\n?$/, 'no bar when output is not a terminal');
 });
+
+t.test('GIVEN a file held open read-write through the real directory, a program from it running (mapped, no descriptor) and a file a loop device is attached to WHEN migrated through a symlinked directory THEN all three are refused naming the process or device, the file unchanged; once released, all are rewritten', async (t) => {
+  const run = await btrfs(String.raw`
+    V=$MNT/vm; mkdir "$V"; ln -s vm "$MNT/pool"
+    head -c 4M /dev/urandom >"$V/disk.img"; cp "$(command -v sleep)" "$V/tool"; head -c 4M /dev/urandom >"$V/looped.img"
+    chattr +C "$V"
+    sleep 1000 3<>"$V/disk.img" & holder=$!
+    "$V/tool" 1000 & runner=$!
+    loop=
+    trap 'kill $holder $runner 2>/dev/null; wait; [ -z "$loop" ] || losetup -d "$loop"' EXIT
+    loop=$(losetup --find --show "$V/looped.img"); echo "loop $loop"
+    until [ -e "/proc/$holder/fd/3" ] && grep -q /tool "/proc/$runner/maps" 2>/dev/null; do sleep 0.01; done
+    echo "holder $holder"; echo "runner $runner"
+    before="$(stat -c %i "$V/disk.img") $(describe "$V/disk.img") $(flags "$V/disk.img")"
+    $NC migrate "$MNT/pool/disk.img" >"$MNT/out" 2>"$MNT/err"; echo "file $? $(cat "$MNT/out")"; sed 's/^/file-err /' "$MNT/err"
+    $NC migrate "$MNT/pool" >"$MNT/out" 2>"$MNT/err"; echo "dir $? $(cat "$MNT/out")"; sed 's/^/dir-err /' "$MNT/err"
+    [ "$(stat -c %i "$V/disk.img") $(describe "$V/disk.img") $(flags "$V/disk.img")" = "$before" ] && echo "disk unchanged"
+    kill $holder $runner; wait; losetup -d "$loop"; loop=; trap - EXIT
+    $NC migrate "$MNT/pool" >/dev/null; echo "released $? $(flags "$V/disk.img") $(flags "$V/looped.img") $(flags "$V/tool")"`);
+  t.equal(run.exitCode, 0, run.stderr);
+  const line = (key: string) => run.stdout.split('\n').find((l) => l.startsWith(`${key} `))?.slice(key.length + 1);
+  const openBy = (file: string, pid: string | undefined, how = 'open by process') =>
+    new RegExp(`^nocow: \\S+/vm/${file}: not rewritten: ${how} ${pid} \\(--force overrides\\)$`);
+  t.equal(line('file'), '1 ', 'refused, nothing rewritten');
+  t.match(line('file-err'), openBy('disk\\.img', line('holder')), 'the holder named, through the symlink');
+  t.equal(line('dir'), '1 ');
+  const dirErr = run.stdout.split('\n').filter((l) => l.startsWith('dir-err ')).map((l) => l.slice('dir-err '.length));
+  t.equal(dirErr.length, 3);
+  t.match(dirErr[0], openBy('disk\\.img', line('holder')));
+  t.match(dirErr[1], openBy('looped\\.img', line('loop'), 'attached to'), 'a loop device: no process holds the file');
+  t.match(dirErr[2], openBy('tool', line('runner')), 'a running program: mapped without a descriptor');
+  t.match(run.stdout, /^disk unchanged$/m, 'same inode, bytes, attributes, still CoW');
+  t.match(run.stdout, /^released 0 \S*C\S* \S*C\S* \S*C\S*$/m);
+});
+
+t.test('GIVEN a file with a 250-byte name WHEN migrated, killed mid-copy, then run again THEN the copy has the short temporary name, is not taken for a file to migrate, and the re-run rewrites the file and leaves nothing', async (t) => {
+  const run = await btrfs(String.raw`
+    name=$(head -c 246 /dev/zero | tr '\0' n).img; echo "length $(printf %s "$name" | wc -c)"
+    head -c 8M /dev/urandom >"$D/$name"; chattr +C "$D"
+    before=$(describe "$D/$name")
+    strace -qq -o /dev/null -e trace=pwrite64 -e inject=pwrite64:signal=KILL:when=3 $NC migrate "$D" >/dev/null 2>&1; echo "killed $?"
+    echo "temporaries $(ls -A "$D" | grep -c '^\.nocow-[0-9]*\.nocow-migrate$')"
+    $NC migrate -n "$D" | sed 's/^/plan /'; echo "dry $?"
+    $NC migrate "$D" >"$MNT/out" 2>&1; echo "rc $?"; echo "out $(cat "$MNT/out")"
+    [ "$(describe "$D/$name")" = "$before" ] && echo "same bytes and attributes"
+    echo "flags $(flags "$D/$name")"; echo "left $(ls -A "$D" | sed 's/^n*/N/' | tr '\n' ' ')"
+    $NC migrate "$D"; echo "again $?"`);
+  t.equal(run.exitCode, 0, run.stderr);
+  const line = (key: string) => run.stdout.split('\n').find((l) => l.startsWith(`${key} `))?.slice(key.length + 1);
+  t.equal(line('length'), '250');
+  t.equal(line('killed'), '137', 'killed mid-copy');
+  t.equal(line('temporaries'), '1', 'the killed run left .nocow-CKSUM.nocow-migrate');
+  t.match(run.stdout, /^plan would rewrite \S+\/n{246}\.img \(8\.0 MiB, \d+ extents\)\ndry 0$/m, 'the dry run lists the file alone');
+  t.equal(line('rc'), '0');
+  t.match(line('out'), /^rewrote \S+\/n{246}\.img as NOCOW \(8\.0 MiB; extents \d+ → \d+\)$/);
+  t.match(run.stdout, /^same bytes and attributes$/m);
+  t.match(line('flags'), /C/);
+  t.equal(line('left'), 'N.img ', 'the temporary copy is gone');
+  t.match(run.stdout, /^nothing to migrate: every file already has \+C\nagain 0$/m);
+});
+
+t.test('GIVEN system paths, as given or reached through symlinks WHEN migrated THEN each is refused with exit status 2 and one error line before anything is touched; so is a path that is not UTF-8', async (t) => {
+  // /etc is a copy on the test's Btrfs, bound over /etc in this mount namespace only, so
+  // that a migrate that did not refuse would show (and harm nothing).
+  const run = await btrfs(String.raw`
+    mkdir "$MNT/etc"; cp -a /etc/. "$MNT/etc/" && mount --bind "$MNT/etc" /etc || { echo "could not bind a copy of /etc"; exit 1; }
+    head -c 1M /dev/urandom >/etc/x.img; head -c 1M /dev/urandom >"$D/a.img"
+    ln -s /etc "$MNT/etc-link"; ln -s /etc/x.img "$D/x.img"
+    snapshot() { find "$MNT/etc" "$D" -printf '%i %C@ %s %p\n' | sort | sha256sum; }
+    before=$(snapshot)
+    for p in /etc /etc/x.img /usr/lib/x "$MNT/etc-link" "$D/x.img"; do
+      $NC migrate "$p" >"$MNT/out" 2>"$MNT/err"; echo "refused $? $(wc -l <"$MNT/err") $(cat "$MNT/err") $(cat "$MNT/out")"
+    done
+    $NC migrate "$D/a.img" /etc >"$MNT/out" 2>"$MNT/err"; echo "mixed $? $(wc -l <"$MNT/err") $(cat "$MNT/err") $(cat "$MNT/out")"
+    $NC migrate "$D/a.img" "$(printf '%s/\377.img' "$D")" >"$MNT/out" 2>"$MNT/err"; echo "utf8 $? $(wc -l <"$MNT/err") $(cat "$MNT/err") $(cat "$MNT/out")"
+    [ "$(snapshot)" = "$before" ] && echo "nothing changed" || echo "changed"`);
+  t.equal(run.exitCode, 0, run.stderr);
+  const lines = run.stdout.split('\n').filter((l) => l.startsWith('refused '));
+  const NEVER = ', never a target \\(see SECURITY\\.md\\)';
+  const system = (dir: string, below: boolean) => `${dir}${below ? ' and everything below it' : ''} belongs to the system`;
+  const expected = [
+    ['/etc', system('/etc', false)],
+    ['/etc/x\\.img', system('/etc', true)],
+    ['/usr/lib/x', system('/usr', true)],
+    ['\\S+/etc-link', system('/etc', false)],
+    ['\\S+/images/x\\.img', system('/etc', true)],
+  ] as const;
+  t.equal(lines.length, expected.length);
+  expected.forEach(([path, reason], i) =>
+    t.match(lines[i], new RegExp(`^refused 2 1 nocow: error: ${path}: refused: ${reason}${NEVER} $`), `${path}: exit 2, one line`),
+  );
+  t.match(run.stdout, new RegExp(`^mixed 2 1 nocow: error: /etc: refused: ${system('/etc', false)}${NEVER} $`, 'm'));
+  t.match(run.stdout, /^utf8 2 1 nocow: error: PATH "\S+\/images\/\\ufffd\.img": not valid UTF-8 \(or contains U\+FFFD\); give a path whose name is UTF-8 $/m, 'a name that is not UTF-8 would name another file');
+  t.match(run.stdout, /^nothing changed$/m, 'no file of the /etc copy or of the other path given touched');
+});

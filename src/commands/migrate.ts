@@ -1,6 +1,7 @@
 // nocow migrate PATH…: rewrite files that lack +C as NOCOW (see src/migrate/migrate.ts).
 import type { Argv } from 'yargs';
 import type { Io } from '../io.js';
+import { exactPath } from '../cli-options.js';
 
 export interface MigrateArgs {
   paths: string[];
@@ -15,24 +16,34 @@ export const describe = 'Rewrite existing copy-on-write files as NOCOW, in place
 export function builder(yargs: Argv): Argv<MigrateArgs> {
   return yargs
     .positional('paths', { describe: 'Files, or directories whose files lacking +C are rewritten', type: 'string', array: true, demandOption: true })
-    .option('force', { type: 'boolean', default: false, describe: 'Rewrite files even while a process has them open' })
+    .option('force', {
+      type: 'boolean',
+      default: false,
+      describe: 'Rewrite files even while a process has them open (a file that changes during its copy is still kept)',
+    })
     .option('force-nocow', { type: 'boolean', default: false, describe: 'Rewrite even on a redundant data profile (raid1, dup…), giving up checksums' })
     .option('dry-run', { alias: 'n', type: 'boolean', default: false, describe: 'List what would be rewritten, and what would be refused and why' })
     .example('$0 migrate /var/lib/libvirt/images', 'Rewrite every image in the directory that lacks +C')
     .example('$0 migrate -n /var/lib/libvirt/images/win11.qcow2', 'Only say what would happen')
     .epilog(
-      'Each file is copied into a new +C file beside it (.NAME.nocow-migrate), without reflinks, keeping holes and preallocation, ' +
-        'verified by size and SHA-256, given the original\'s owner, mode, times and xattrs, then renamed over the original. ' +
-        'Killed at any point, the original is intact and a re-run finishes the job. Exit status: 0 all done, 1 some refused or failed.',
+      'Each file is copied into a new +C file beside it (.NAME.nocow-migrate; .nocow-CKSUM.nocow-migrate for a long NAME), ' +
+        'without reflinks, keeping holes and preallocation, verified by size and SHA-256, given the original\'s owner, mode, times ' +
+        'and xattrs, then renamed over the original. Killed at any point, the original is intact and a re-run finishes the job. ' +
+        'A file that changes during its copy, or that a process opens meanwhile, keeps its original; the copy is removed. ' +
+        'PATHs are resolved (symlinks followed); system paths (/etc, /usr…, as given or resolved) are refused. ' +
+        'Exit status: 0 all done, 1 some refused or failed, 2 bad usage or a refused path.',
     ) as unknown as Argv<MigrateArgs>;
 }
 
 export async function run(args: MigrateArgs, io: Io): Promise<number> {
-  const { findCandidates, migrateFile, extentCount, mib, MigrateError } = await import('../migrate/migrate.js');
-  const { resolve } = await import('node:path');
+  const { findCandidates, migrateFile, resolveTargets, extentCount, mib, MigrateError } = await import('../migrate/migrate.js');
+  // A name that is not UTF-8 reaches us changed (U+FFFD): it would name another file.
+  for (const path of args.paths) exactPath('PATH', path);
+  const opts = { force: args.force, forceNocow: args['force-nocow'] };
   let candidates;
   try {
-    candidates = await findCandidates(args.paths.map((p) => resolve(p)), { force: args.force, forceNocow: args['force-nocow'] });
+    // Every path is checked against the refused system paths before any is read.
+    candidates = await findCandidates(await resolveTargets(args.paths), opts);
   } catch (error) {
     if (error instanceof MigrateError) {
       io.err(`nocow: error: ${error.message}\n`);
@@ -53,7 +64,7 @@ export async function run(args: MigrateArgs, io: Io): Promise<number> {
   for (const c of todo) {
     bar?.setFile(c.path);
     try {
-      await migrateFile(c, (bytes) => bar?.add(bytes), () => bar?.tick() ?? Promise.resolve());
+      await migrateFile(c, opts, (bytes) => bar?.add(bytes), () => bar?.tick() ?? Promise.resolve());
       bar?.clear();
       io.out(`rewrote ${c.path} as NOCOW (${mib(c.size)}; extents ${c.extents ?? '?'} → ${(await extentCount(c.path)) ?? '?'})\n`);
     } catch (error) {
