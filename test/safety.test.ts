@@ -137,7 +137,7 @@ t.test('GIVEN two runs on the same target at once', async (t) => {
       hide flock
       btrfs subvolume delete "$R${P}" >/dev/null; mkdir "$R${P}"
       sh -c 'exit 0' & dead=$!; wait $dead
-      mkdir "$R/.nocow-kit.lock"; echo $dead >"$R/.nocow-kit.lock/pid"
+      mkdir -p "$R/.nocow-kit.lock/$dead"
       run after-dir 'busybox sh' hook
       state "$R${P}" >"$A/state-dir"
       ls -A "$R" >"$A/top"`);

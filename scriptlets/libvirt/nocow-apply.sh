@@ -188,10 +188,11 @@ nocow_lock() {
 	nocow_lock_dir
 }
 
-# nocow_lock_dir: the lock without flock(1): an atomic mkdir holding the owner's PID; a dead owner's lock is taken over.
+# nocow_lock_dir: the lock without flock(1): an atomic mkdir, holding a directory named after the owner's PID
+# (only mkdir and rmdir, nothing that could remove data); a dead owner's lock is taken over.
 nocow_lock_dir() {
 	_nc_lockdir=$_nc_top/'.nocow-kit.lock'
-	_nc_tries=0
+	_nc_tries=0 _nc_empty=0
 	while ! mkdir -- "$_nc_lockdir" 2>/dev/null; do
 		if [ ! -d "$_nc_lockdir" ]; then
 			# Not there and not creatable (a read-only root): nothing can change here, nothing to guard.
@@ -199,15 +200,20 @@ nocow_lock_dir() {
 			return 0
 		fi
 		_nc_owner_pid=
-		[ -r "$_nc_lockdir/pid" ] && read -r _nc_owner_pid <"$_nc_lockdir/pid"
+		for _nc_p in "$_nc_lockdir"/*; do
+			case ${_nc_p##*/} in
+			'*' | *[!0-9]*) ;;
+			*) _nc_owner_pid=${_nc_p##*/} ;;
+			esac
+		done
 		_nc_tries=$((_nc_tries + 1))
-		# An owner that is gone, or a lock that never got its PID within 5 s: taken over by a
-		# rename, which only one waiting run can win.
-		if { [ -n "$_nc_owner_pid" ] && ! kill -0 "$_nc_owner_pid" 2>/dev/null; } ||
-			{ [ -z "$_nc_owner_pid" ] && [ "$_nc_tries" -gt 50 ]; }; then
+		if [ -n "$_nc_owner_pid" ]; then _nc_empty=0; else _nc_empty=$((_nc_empty + 1)); fi
+		# An owner that is gone, or a lock that stayed without its PID for 5 s (its owner was killed
+		# between the two mkdirs): taken over by a rename, which only one waiting run can win.
+		if { [ -n "$_nc_owner_pid" ] && ! kill -0 "$_nc_owner_pid" 2>/dev/null; } || [ "$_nc_empty" -gt 50 ]; then
 			if mv -- "$_nc_lockdir" "$_nc_lockdir.stale$$" 2>/dev/null; then
-				rm -f -- "$_nc_lockdir.stale$$/pid"
-				rmdir -- "$_nc_lockdir.stale$$" 2>/dev/null || :
+				rmdir -- "$_nc_lockdir.stale$$/$_nc_owner_pid" "$_nc_lockdir.stale$$" 2>/dev/null ||
+					rmdir -- "$_nc_lockdir.stale$$" 2>/dev/null || :
 			fi
 			continue
 		fi
@@ -217,7 +223,7 @@ nocow_lock_dir() {
 		fi
 		sleep 0.1 2>/dev/null || sleep 1
 	done
-	echo $$ >"$_nc_lockdir/pid"
+	mkdir -- "$_nc_lockdir/$$" 2>/dev/null || :
 	_nc_locked=dir
 }
 
@@ -225,10 +231,7 @@ nocow_lock_dir() {
 nocow_unlock() {
 	case $_nc_locked in
 	flock) exec 9<&- ;;
-	dir)
-		rm -f -- "$_nc_lockdir/pid"
-		rmdir -- "$_nc_lockdir" 2>/dev/null || :
-		;;
+	dir) rmdir -- "$_nc_lockdir/$$" "$_nc_lockdir" 2>/dev/null || : ;;
 	esac
 	_nc_locked=
 }
