@@ -32,6 +32,23 @@ export interface Plan {
   version: string;
   sources: string[];
   files: PlannedFile[];
+  /** Kickstart sections only: where Anaconda logs their output (`%post --log=FILE`), as a path in the installed system. */
+  kickstartLog?: string;
+}
+
+export interface PlanOptions {
+  kickstartLog?: string;
+}
+
+/** What `%post --log=` can carry without any quoting: an absolute path of a safe alphabet (checked before planning). */
+const KICKSTART_LOG_RE = /^\/[A-Za-z0-9._+/-]*[A-Za-z0-9._+-]$/;
+
+/** Why FILE cannot be a kickstart section's log file; undefined when it can. */
+export function kickstartLogProblem(file: string): string | undefined {
+  if (!KICKSTART_LOG_RE.test(file) || file.split('/').some((s) => s === '.' || s === '..') || file.includes('//')) {
+    return `${JSON.stringify(file)}: expected an absolute file path of letters, digits, ".", "_", "+", "-" and "/", e.g. /root/nocow-post.log`;
+  }
+  return undefined;
 }
 
 export class PlanError extends Error {}
@@ -67,7 +84,11 @@ function filesFor(artifact: Artifact, system: Target[], user: Target[]): Planned
   }
 }
 
-export function planArtifacts(declaration: Declaration, requested: readonly Artifact[], version: string): Plan {
+export function planArtifacts(declaration: Declaration, requested: readonly Artifact[], version: string, options: PlanOptions = {}): Plan {
+  if (options.kickstartLog !== undefined) {
+    const problem = kickstartLogProblem(options.kickstartLog);
+    if (problem !== undefined) throw new PlanError(`--kickstart-log ${problem}`);
+  }
   const explicit = requested.length > 0;
   const artifacts = explicit ? [...new Set(requested)] : DEFAULT_ARTIFACTS;
   const system = declaration.targets.filter((t) => t.scope === 'system');
@@ -81,5 +102,5 @@ export function planArtifacts(declaration: Declaration, requested: readonly Arti
     }
     files.push(...produced);
   }
-  return { tool: 'nocow-kit', version, sources: declaration.sources, files };
+  return { tool: 'nocow-kit', version, sources: declaration.sources, files, ...(options.kickstartLog === undefined ? {} : { kickstartLog: options.kickstartLog }) };
 }
