@@ -33,8 +33,9 @@ export const REFUSED_SYSTEM_TARGETS: { readonly exact: readonly string[]; readon
     '/var/cache', '/var/lib', '/var/local', '/var/lock', '/var/log', '/var/mail', '/var/opt', '/var/run', '/var/spool', '/var/tmp',
     '/var/lib/rpm', '/var/lib/dpkg', '/var/lib/systemd', '/var/log/journal',
   ],
-  // Configuration, boot files, pseudo file systems, and /usr (read-only, shareable data by the FHS).
-  below: ['/etc', '/boot', '/efi', '/dev', '/proc', '/sys', '/run', '/usr'],
+  // Configuration, boot files, pseudo file systems, /usr (read-only, shareable data by the FHS),
+  // and what merged /usr and tmpfiles make aliases of those (/bin → /usr/bin, /var/run → /run).
+  below: ['/etc', '/boot', '/efi', '/dev', '/proc', '/sys', '/run', '/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32', '/var/run', '/var/lock'],
 };
 
 /** User-scope targets never accepted: the home itself and the XDG base directories that hold everything else. */

@@ -111,7 +111,7 @@ nocow_masked() {
 # nocow_refused REL: true when REL (a path relative to the root) may never be a target.
 nocow_refused() {
 	case $1 in
-	'/bin' | '/boot' | '/dev' | '/efi' | '/etc' | '/home' | '/lib' | '/lib32' | '/lib64' | '/libx32' | '/lost+found' | '/media' | '/mnt' | '/opt' | '/proc' | '/root' | '/run' | '/sbin' | '/srv' | '/sys' | '/tmp' | '/usr' | '/var' | '/var/cache' | '/var/lib' | '/var/local' | '/var/lock' | '/var/log' | '/var/mail' | '/var/opt' | '/var/run' | '/var/spool' | '/var/tmp' | '/var/lib/rpm' | '/var/lib/dpkg' | '/var/lib/systemd' | '/var/log/journal' | '/etc'/* | '/boot'/* | '/efi'/* | '/dev'/* | '/proc'/* | '/sys'/* | '/run'/* | '/usr'/*) return 0 ;;
+	'/bin' | '/boot' | '/dev' | '/efi' | '/etc' | '/home' | '/lib' | '/lib32' | '/lib64' | '/libx32' | '/lost+found' | '/media' | '/mnt' | '/opt' | '/proc' | '/root' | '/run' | '/sbin' | '/srv' | '/sys' | '/tmp' | '/usr' | '/var' | '/var/cache' | '/var/lib' | '/var/local' | '/var/lock' | '/var/log' | '/var/mail' | '/var/opt' | '/var/run' | '/var/spool' | '/var/tmp' | '/var/lib/rpm' | '/var/lib/dpkg' | '/var/lib/systemd' | '/var/log/journal' | '/etc'/* | '/boot'/* | '/efi'/* | '/dev'/* | '/proc'/* | '/sys'/* | '/run'/* | '/usr'/* | '/bin'/* | '/sbin'/* | '/lib'/* | '/lib32'/* | '/lib64'/* | '/libx32'/* | '/var/run'/* | '/var/lock'/*) return 0 ;;
 	esac
 	return 1
 }
