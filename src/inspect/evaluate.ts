@@ -23,6 +23,19 @@ function redundancySkip(s: Subject, f: Facts): string | null {
   return `+C skipped: ${f.dataProfile} keeps checksums for self-healing (redundancy: force-nocow overrides)`;
 }
 
+/** What the directory's compression does to +C, in words: a block (+c, the property) or a note (compress-force). */
+function compressionWords(f: Facts, path: string): { block: string | null; note: string | null } {
+  let block: string | null = null;
+  let note: string | null = null;
+  for (const c of f.compression ?? []) {
+    if (c.kind === 'flag') {
+      const marks = c.algorithm === null ? '+c' : `+c, compression=${c.algorithm}`;
+      block = `it is marked for compression (${marks}), which +C cannot be set with (chattr -c ${path}, then nocow apply)`;
+    } else note = `the file system is mounted ${c.option}: files with +C there are stored uncompressed`;
+  }
+  return { block, note };
+}
+
 function optOutNote(f: Facts): string | null {
   if (!f.optOut) return null;
   return f.optOut.by === 'env' ? 'opted out by NOCOW_DISABLE=1' : `opted out by the masked ${f.optOut.file}`;
@@ -66,7 +79,15 @@ export function judge(s: Subject, f: Facts): Judgement {
               : `not a subvolume, and not empty${hint('nocow apply never moves data, so it stays a plain directory')}`,
         );
       }
-      if (expected.nocow && f.nocow === false) deviations.push(`no +C on the directory${hint('nocow apply sets it', 'user tmpfiles.d sets it at the next login')}`);
+      const compression = compressionWords(f, f.location ?? s.path);
+      if (expected.nocow && compression.note) notes.push(compression.note);
+      if (expected.nocow && f.nocow === false) {
+        deviations.push(
+          compression.block
+            ? `no +C on the directory: ${compression.block}`
+            : `no +C on the directory${hint('nocow apply sets it', 'user tmpfiles.d sets it at the next login')}`,
+        );
+      }
       const cow = f.cowFiles?.length ?? 0;
       if (expected.nocow && cow > 0) {
         deviations.push(`${plural(cow, 'file')} without +C: copy-on-write, fragmenting when rewritten in place (nocow migrate rewrites them)`);

@@ -14,6 +14,8 @@ export interface CowFile {
   extents: number | null;
 }
 
+export type Compression = { kind: 'flag'; algorithm: string | null } | { kind: 'mount'; option: string };
+
 export type OptOut = { by: 'env'; file: null } | { by: 'mask'; file: string };
 
 export interface Facts {
@@ -32,6 +34,12 @@ export interface Facts {
   empty: boolean | null;
   /** +C on the directory; null when not an existing directory on Btrfs. */
   nocow: boolean | null;
+  /**
+   * Compression that stands in the way of +C, or beside it: the directory marked for compression
+   * (+c, or the `compression` property: chattr +C then fails with "Invalid argument"), or a compress-force
+   * mount (files with +C are stored uncompressed). Empty when none, or not looked for.
+   */
+  compression?: Compression[];
   /** Lower case ("single", "dup", "raid1"…); null off Btrfs or without btrfs-progs. */
   dataProfile: string | null;
   btrfsProgs: boolean;
@@ -147,13 +155,39 @@ async function isSubvolume(path: string, inode: number): Promise<boolean> {
   return show.ok || !/not a btrfs subvolume/i.test(show.error);
 }
 
-async function dirNocow(path: string, problems: string[]): Promise<boolean | null> {
+/** The directory's own flags as lsattr prints them ("----C-…"); null when they cannot be read. */
+async function dirFlags(path: string, problems: string[]): Promise<string | null> {
   const ls = await tool('lsattr', ['-d', '--', path]);
   if (!ls.ok) {
     problems.push(`cannot read the attributes of ${path}: ${ls.error}`);
     return null;
   }
-  return ls.stdout.split(' ')[0]!.includes('C');
+  return ls.stdout.split(' ')[0]!;
+}
+
+/** The directory's btrfs `compression` property ("zstd", "lzo"…); null when unset or unreadable. */
+async function compressionProperty(path: string): Promise<string | null> {
+  const get = await tool('btrfs', ['property', 'get', '--', path, 'compression']);
+  const m = /^compression=(\S+)/m.exec(get.stdout);
+  return get.ok && m ? m[1]! : null;
+}
+
+/** The compress-force option of the mount holding PATH (the longest mount point above it), from /proc/self/mounts. */
+async function compressForce(path: string): Promise<string | null> {
+  const { readFile } = await import('node:fs/promises');
+  const mounts = await readFile('/proc/self/mounts', 'utf8').catch(() => '');
+  let best = '';
+  let option: string | null = null;
+  for (const line of mounts.split('\n')) {
+    const [, rawPoint, type, options] = line.split(' ');
+    if (rawPoint === undefined || type === undefined || options === undefined) continue;
+    const point = rawPoint.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+    const within = point === '/' || path === point || path.startsWith(`${point}/`);
+    if (!within || point.length < best.length) continue;
+    best = point;
+    option = type === 'btrfs' ? (options.split(',').find((o) => o.startsWith('compress-force')) ?? null) : null;
+  }
+  return option;
 }
 
 async function isEmpty(path: string, problems: string[]): Promise<boolean | null> {
@@ -272,6 +306,7 @@ export async function inspect(subject: Subject, opts: InspectOptions): Promise<F
     mountPoint: false,
     empty: null,
     nocow: null,
+    compression: [],
     dataProfile: null,
     btrfsProgs: true,
     optOut: await optOut(subject, opts.root, opts.env ?? process.env),
@@ -303,13 +338,21 @@ export async function inspect(subject: Subject, opts: InspectOptions): Promise<F
 
   const profile = dataProfile(ancestor);
   if (st?.isDirectory()) {
-    const [subvolume, nocow, empty, parent, files] = await Promise.all([
+    const [subvolume, flags, empty, parent, files, property, force] = await Promise.all([
       isSubvolume(location, st.ino),
-      dirNocow(location, problems),
+      dirFlags(location, problems),
       isEmpty(location, problems),
       stat(`${location}/..`).catch(() => undefined),
       subject.nocow ? cowFiles(location, opts.extents ?? true, problems) : null,
+      subject.nocow ? compressionProperty(location) : null,
+      subject.nocow ? compressForce(location) : null,
     ]);
+    const nocow = flags === null ? null : flags.includes('C');
+    const compression: Compression[] = [];
+    // chattr +c and the compression property are one inode flag; the property names the algorithm.
+    if (flags?.includes('c')) compression.push({ kind: 'flag', algorithm: property });
+    if (force !== null) compression.push({ kind: 'mount', option: force });
+    facts.compression = compression;
     facts.subvolume = subvolume;
     // As the shell library tells them: another device with another inode than 256 is a mount point.
     facts.mountPoint = st.ino !== 256 && parent !== undefined && st.dev !== parent.dev;

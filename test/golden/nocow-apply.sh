@@ -70,6 +70,16 @@ nocow_why() {
 	*'Read-only file system'*) _nc_why='read-only file system' ;;
 	*'Permission denied'*) _nc_why='permission denied (not run as root?)' ;;
 	*'No space left'*) _nc_why='no space left on the file system' ;;
+	*'Invalid argument'*)
+		# Btrfs refuses +C on a directory marked for compression: chattr +c, or the compression property (the same flag).
+		_nc_a=$(lsattr -d -- "$2" 2>/dev/null) || _nc_a=
+		case ${_nc_a%% *} in
+		*c*)
+			_nc_a=$(btrfs property get "$2" compression 2>/dev/null) || _nc_a=
+			_nc_why="$2 is marked for compression (+c${_nc_a:+, $_nc_a}), which +C cannot be set with: chattr -c it, or declare nocow: false"
+			;;
+		esac
+		;;
 	*'Operation not permitted'*)
 		_nc_why='operation not permitted (not run as root?)'
 		shift
@@ -477,8 +487,8 @@ nocow_flag_decide() {
 	return 0
 }
 
-# nocow_nodatacow: set _nc_note when the file system holding _nc_path is mounted nodatacow (from /proc/self/mounts, no process).
-nocow_nodatacow() {
+# nocow_mount_note: set _nc_note when the mount holding _nc_path changes what +C means (nodatacow, compress-force), from /proc/self/mounts.
+nocow_mount_note() {
 	_nc_note='' _nc_best=''
 	[ -r /proc/self/mounts ] || return 0
 	while read -r _nc_dev _nc_mnt _nc_type _nc_opts _nc_rest; do
@@ -490,6 +500,7 @@ nocow_nodatacow() {
 		_nc_best=$_nc_mnt
 		case $_nc_type,$_nc_opts, in
 		btrfs,*nodatacow,*) _nc_note=' (the file system is mounted nodatacow: new files there were NOCOW already; +C keeps them so without it)' ;;
+		btrfs,*compress-force*) _nc_note=' (the file system is mounted compress-force: files with +C there are stored uncompressed)' ;;
 		*) _nc_note= ;;
 		esac
 	done </proc/self/mounts
@@ -500,7 +511,7 @@ nocow_flag() {
 	_nc_target_dir=$_nc_path
 	nocow_flag_decide || return 0
 	nocow_try "cannot set +C on $_nc_path" "$_nc_path" chattr +C -- "$_nc_path" || return 0
-	nocow_nodatacow
+	nocow_mount_note
 	if nocow_empty "$_nc_path"; then
 		nocow_say "$_nc_name" "set +C on $_nc_path$_nc_note"
 		return 0
