@@ -50,6 +50,7 @@ export function declarationOptions<T>(yargs: Argv<T>): Argv<T & DeclarationArgs>
       requiresArg: true,
       coerce: configFiles,
       default: [] as string[],
+      defaultDescription: 'none',
     }) as unknown as Argv<T & DeclarationArgs>;
 }
 
@@ -82,4 +83,34 @@ export function outputDir(value: string | string[]): string {
 
 export function rootOption<T>(yargs: Argv<T>, describe: string): Argv<T & { root: string }> {
   return yargs.option('root', { describe, type: 'string', default: '/', requiresArg: true, coerce: (value: string | string[]) => exactPath('--root', single(value)) }) as unknown as Argv<T & { root: string }>;
+}
+
+/** --json: one JSON document on stdout instead of the lines for people. */
+export function jsonOption<T>(yargs: Argv<T>, describe: string): Argv<T & { json: boolean }> {
+  return yargs.option('json', { describe, type: 'boolean', default: false }) as unknown as Argv<T & { json: boolean }>;
+}
+
+/** The word --help and the man page show for an option's value. */
+export const VALUE_NAMES: Readonly<Record<string, string>> = { profile: 'P', config: 'FILE', root: 'DIR', home: 'DIR', output: 'DIR' };
+
+/** What a command's --help and the man page say after its options: one definition for both. */
+export interface CommandHelp {
+  /** Paragraphs, each one line of text (wrapped to the terminal). */
+  notes: string[];
+  /** [command line, what it does]; each command line fits one 80-column line. */
+  examples: [string, string][];
+  /** [exit status, what it means], every status the command can exit with. */
+  exitStatus: [number, string][];
+}
+
+/**
+ * The epilogue of a command's --help: notes, examples, exit statuses. Examples are laid out
+ * by this text rather than by yargs' two-column .example(), which at 80 columns breaks a long
+ * command line in the middle: here each command has a line of its own, its description below it.
+ */
+export function epilogueText(help: CommandHelp): string {
+  const parts = [...help.notes];
+  if (help.examples.length > 0) parts.push(['Examples:', ...help.examples.flatMap(([cmd, what]) => [`  ${cmd}`, `      ${what}`])].join('\n'));
+  parts.push(['Exit status:', ...help.exitStatus.map(([code, what]) => `  ${code}  \t${what}`)].join('\n'));
+  return parts.join('\n\n');
 }

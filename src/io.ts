@@ -1,4 +1,5 @@
-// Where a command's output goes: the terminal in the bin, buffers in tests.
+// Where a command's output goes (the terminal in the bin, buffers in tests), and the two
+// helpers every printed line goes through: control characters escaped, sizes in one unit style.
 export interface Io {
   out(text: string): void;
   err(text: string): void;
@@ -8,3 +9,52 @@ export const processIo: Io = {
   out: (text) => void process.stdout.write(text),
   err: (text) => void process.stderr.write(text),
 };
+
+const SHORT: Record<string, string> = { '\n': '\\n', '\t': '\\t', '\r': '\\r' };
+
+/** Text as a terminal line shows it: every control character (C0, DEL, C1) escaped, `\n` `\t` `\r` or `\uXXXX`. */
+export function printable(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => SHORT[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+const UNITS = ['KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+
+/**
+ * A size as every line prints it: bytes below 1 KiB ("512 B"), else the largest binary unit
+ * that keeps the number at least 1, with one decimal ("1.0 KiB", "8.0 MiB", "1.5 GiB").
+ */
+export function size(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  let n = bytes / 1024;
+  let i = 0;
+  while (n >= 1024 && i < UNITS.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  // 1023.96 MiB would round to "1024.0 MiB": say 1.0 GiB instead.
+  if (Number(n.toFixed(1)) >= 1024 && i < UNITS.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${n.toFixed(1)} ${UNITS[i]}`;
+}
+
+/**
+ * Splits a stream of text chunks into whole lines: `push` hands each complete line (without
+ * its newline) to `line`, `end` the last one if the text did not end with a newline.
+ */
+export function lineSplitter(line: (text: string) => void): { push(chunk: string): void; end(): void } {
+  let rest = '';
+  return {
+    push(chunk) {
+      const parts = (rest + chunk).split('\n');
+      rest = parts.pop()!;
+      for (const part of parts) line(part);
+    },
+    end() {
+      if (rest !== '') line(rest);
+      rest = '';
+    },
+  };
+}

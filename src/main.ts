@@ -1,11 +1,118 @@
 // The CLI: parse argv, run one command, return its exit status. Only the bin exits the process.
+// buildParser() is the one definition of the command line: main() parses with it, the completion
+// scripts ask it for their answers, and src/scripts/manpage.ts writes nocow(1) from it.
+import type { Argv } from 'yargs';
 import { UsageError } from './errors.js';
 import { PlanError } from './plan.js';
-import { processIo, type Io } from './io.js';
+import { printable, processIo, type Io } from './io.js';
+import { epilogueText, type CommandHelp } from './cli-options.js';
 import * as generate from './commands/generate.js';
 import * as statusCommand from './commands/status.js';
 import * as apply from './commands/apply.js';
 import * as migrate from './commands/migrate.js';
+import * as completion from './commands/completion.js';
+
+/** A command as src/commands/*.ts defines it. */
+export interface CommandModule {
+  command: string;
+  describe: string;
+  builder(yargs: Argv): Argv<any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+  help: CommandHelp;
+  run(args: any, io: Io): Promise<number>; // eslint-disable-line @typescript-eslint/no-explicit-any
+}
+
+/** Every command, in the order --help, the man page and the error for an unknown command list them. */
+export const COMMANDS: readonly CommandModule[] = [generate, statusCommand, apply, migrate, completion];
+
+/** The commands that act on a declaration: those the error for an unknown or missing command names. */
+export const MAIN_COMMANDS = ['generate', 'status', 'apply', 'migrate'] as const;
+
+export const commandName = (c: Pick<CommandModule, 'command'>): string => c.command.split(' ')[0]!;
+
+export const SUMMARY = 'Keep Btrfs directories NOCOW (+C) and subvolumes through every install path.';
+
+/** The top level's --help epilogue, and the man page's description, examples and exit statuses. */
+export const HELP: CommandHelp = {
+  notes: [
+    'nocow-kit generates, from one declaration of directories (built-in --profile names, or --config files), the artifacts that make them ' +
+      'NOCOW subvolumes wherever the files land: an RPM %posttrans section, kickstart %post sections, tmpfiles.d snippets and a standalone script; ' +
+      'and it inspects (status), applies (apply) and rewrites existing files (migrate) on this machine.',
+    "Run nocow COMMAND --help for a command's options, examples and exit statuses.",
+  ],
+  examples: [
+    ['nocow generate posttrans -p mariadb', 'A %posttrans section for /var/lib/mysql'],
+    ['nocow status', 'Is the libvirt images directory a +C subvolume here?'],
+    ['nocow apply --dry-run', 'What apply would change'],
+  ],
+  exitStatus: [
+    [0, 'done (see each command)'],
+    [1, 'the command failed, or found what it reports (a deviation, a change to make)'],
+    [2, 'bad arguments or declaration; an unknown command, or none'],
+  ],
+};
+
+const oneLine = (message: string): string =>
+  message
+    .split('\n')
+    .map((part) => part.trim())
+    .filter(Boolean)
+    .join(' ');
+
+const VERSION_FLAGS = ['--version', '-V'];
+const HELP_FLAGS = ['--help', '-h'];
+const COMPLETION_KEY = '--get-yargs-completions';
+
+export interface ParserOptions {
+  io: Io;
+  /** Receives the exit status of the command that ran. */
+  setStatus?: (status: number) => void;
+  /** The width --help is wrapped to; default: the terminal's, else $COLUMNS, else 80 (at most 100). */
+  columns?: number;
+  /** Called with each command's yargs instance once its builder has defined it (for the man page). */
+  onCommand?: (name: string, yargs: Argv) => void;
+}
+
+function terminalColumns(): number {
+  const env = Number(process.env.COLUMNS);
+  return process.stdout.columns || (Number.isInteger(env) && env > 0 ? env : 80);
+}
+
+/** The yargs parser of the whole command line: commands, options, help. */
+export async function buildParser(opts: ParserOptions): Promise<Argv> {
+  const { io, setStatus = () => {}, onCommand } = opts;
+  // yargs is most of the start-up time (about 55 ms of 110): --version does without it.
+  const { default: yargs } = await import('yargs');
+  let parser: Argv = yargs().scriptName('nocow').usage(`$0 <command> [options]\n\n${SUMMARY}`);
+  for (const c of COMMANDS) {
+    parser = parser.command(
+      c.command,
+      c.describe,
+      (y: Argv) => {
+        const built = c.builder(y).epilogue(epilogueText(c.help));
+        onCommand?.(commandName(c), built);
+        return built;
+      },
+      async (args) => {
+        setStatus(await c.run(args, io));
+      },
+    );
+  }
+  return parser
+    .option('debug', { type: 'boolean', describe: 'Show stack traces of errors', global: true })
+    .demandCommand(1, `no command given; commands: ${MAIN_COMMANDS.join(', ')}`)
+    .strict()
+    .help()
+    .alias('h', 'help')
+    .version(false)
+    .option('version', { alias: 'V', type: 'boolean', describe: 'Print the version and exit', global: false })
+    .epilogue(epilogueText(HELP))
+    .wrap(Math.min(100, opts.columns ?? terminalColumns()))
+    .exitProcess(false)
+    .fail((message, error) => {
+      // yargs lays some messages out on several lines ("Invalid values:\n  Argument: …"): one line each.
+      throw error ?? new UsageError(oneLine(message));
+    });
+}
 
 /** Exit statuses: 0 done, 1 failed, 2 bad usage or declaration. */
 export async function main(argv: string[], io: Io = processIo): Promise<number> {
@@ -18,45 +125,32 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     // DeclarationError by name: its module is loaded only with a declaration.
     const name = (error as { name?: string } | undefined)?.name;
     const usage = error instanceof UsageError || error instanceof PlanError || name === 'DeclarationError' || name === 'YError';
-    const problems = (error as { problems?: string[] } | undefined)?.problems ?? [(error as Error | undefined)?.message ?? String(error)];
-    for (const problem of problems) io.err(`nocow: error: ${problem}\n`);
+    let problems = (error as { problems?: string[] } | undefined)?.problems ?? [(error as Error | undefined)?.message ?? String(error)];
+    if (name === 'YError') problems = problems.map(oneLine);
+    for (const problem of problems) io.err(`nocow: error: ${printable(problem)}\n`);
     if (debug && error instanceof Error && error.stack) io.err(`${error.stack}\n`);
     return usage ? 2 : 1;
   };
-  if (argv.length === 1 && argv[0] === '--version') {
+  const given = argv.filter((a) => a !== '--debug');
+  if (given.length === 1 && VERSION_FLAGS.includes(given[0]!)) {
     const { packageVersion } = await import('./templates.js');
     io.out(`${await packageVersion()}\n`);
     return 0;
   }
-  // yargs is most of the start-up time (about 55 ms of 110): --version does without it.
-  const { default: yargs } = await import('yargs');
-  const parser = yargs()
-    .scriptName('nocow')
-    .usage('$0 <command> [options]\n\nKeep Btrfs directories NOCOW (+C) and subvolumes through every install path.')
-    .command(generate.command, generate.describe, generate.builder, async (args) => {
-      status = await generate.run(args, io);
-    })
-    .command(statusCommand.command, statusCommand.describe, statusCommand.builder, async (args) => {
-      status = await statusCommand.run(args, io);
-    })
-    .command(apply.command, apply.describe, apply.builder, async (args) => {
-      status = await apply.run(args, io);
-    })
-    .command(migrate.command, migrate.describe, migrate.builder, async (args) => {
-      status = await migrate.run(args, io);
-    })
-    .option('debug', { type: 'boolean', describe: 'Show stack traces of errors', global: true })
-    .demandCommand(1, 'Name a command: generate, status, apply, migrate')
-    .strict()
-    .help()
-    .alias('h', 'help')
-    .version(false)
-    .option('version', { type: 'boolean', describe: 'Show the version' })
-    .wrap(Math.min(100, process.stdout.columns || 100))
-    .exitProcess(false)
-    .fail((message, error) => {
-      throw error ?? new UsageError(message);
-    });
+  if (!argv.includes(COMPLETION_KEY)) {
+    // The command is the first word that is not an option (the top level takes no option values).
+    const word = argv.find((a) => !a.startsWith('-'));
+    const names = COMMANDS.map(commandName);
+    if (word !== undefined && !names.includes(word)) {
+      return fail(new UsageError(`unknown command ${JSON.stringify(word)}; commands: ${MAIN_COMMANDS.join(', ')}`));
+    }
+    if (word === undefined && !argv.some((a) => HELP_FLAGS.includes(a))) {
+      const code = fail(new UsageError(`no command given; commands: ${MAIN_COMMANDS.join(', ')}`));
+      io.err('nocow: hint: nocow --help says what each command does; nocow COMMAND --help gives its options and examples\n');
+      return code;
+    }
+  }
+  const parser = await buildParser({ io, setStatus: (s) => (status = s) });
   try {
     let shown = '';
     await parser.parseAsync(argv, {}, (_err, _args, output) => {

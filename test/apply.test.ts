@@ -62,6 +62,7 @@ t.test('GIVEN targets in every starting state WHEN apply --dry-run runs THEN not
     snap after-dry
     nocow apply apply --root "$R" -c "$A/d.yaml"
     nocow again apply --root "$R" -c "$A/d.yaml"
+    nocow dry-after apply --root "$R" -c "$A/d.yaml" --dry-run
     nocow status status --root "$R" -c "$A/d.yaml" --json
     echo "$(subvol "$R/var/lib/libvirt/images") $(flags "$R/var/lib/libvirt/images") $(subvol "$R/srv/plain") $(flags "$R/srv/plain")" >"$A/obs"`,
     { 'd.yaml': DECLARATION },
@@ -69,7 +70,7 @@ t.test('GIVEN targets in every starting state WHEN apply --dry-run runs THEN not
   t.equal(await s.file('after-dry.snap'), await s.file('before.snap'), 'dry run: same entries, inodes, modes, ctimes, flags, xattrs');
   const R = s.root;
   const dry = await s.out('dry');
-  t.equal(dry.rc, 0);
+  t.equal(dry.rc, 1, 'like git diff --exit-code: 1, something would change');
   t.equal(dry.err, 'nocow: boxes: skipped: a user-scope target is applied at each login by user tmpfiles.d\n');
   t.equal(
     dry.out,
@@ -105,6 +106,10 @@ t.test('GIVEN targets in every starting state WHEN apply --dry-run runs THEN not
     err: 'nocow: boxes: skipped: a user-scope target is applied at each login by user tmpfiles.d\n',
     rc: 0,
   }, 'a second apply changes nothing');
+  const dryAfter = await s.out('dry-after');
+  t.equal(dryAfter.rc, 0, 'once applied, the dry run finds nothing to change: 0');
+  t.match(dryAfter.out, /^done: \/var\/lib\/machines: nothing to change$/m);
+  t.notMatch(dryAfter.out, /: would /);
   const states = Object.fromEntries((await s.json('status')).targets.map((x) => [x.name, x.state]));
   t.same(states, { vm: 'as-declared', db: 'deviates', new: 'as-declared', done: 'as-declared', masked: 'opted-out', plain: 'as-declared', boxes: 'skipped' });
 });
@@ -200,4 +205,111 @@ t.test('GIVEN bad usage WHEN apply runs THEN one error line, status 2, nothing d
     t.match(io.stderr.slice('nocow: error: '.length, -1), message);
   }
   t.same((await readdir(dir)).sort(), ['file']);
+});
+
+interface ApplyJson {
+  version: number;
+  root: string;
+  dryRun: boolean;
+  state: string;
+  targets: { name: string; scope: string; path: string; state: string; plan: string | null; changes: string[]; warnings: string[]; errors: string[] }[];
+  errors: string[];
+}
+
+t.test('GIVEN targets in every starting state WHEN apply --json, --dry-run --json, and both again run THEN one JSON object says per target what changed (or would) and what went wrong, and the second runs say unchanged', async (t) => {
+  const s = await scenario(
+    'btrfs',
+    `${SETUP}
+    nocow plan apply --root "$R" -c "$A/d.yaml" --dry-run --json
+    nocow run apply --root "$R" -c "$A/d.yaml" --json
+    nocow again apply --root "$R" -c "$A/d.yaml" --json
+    nocow plan-again apply --root "$R" -c "$A/d.yaml" --dry-run --json`,
+    { 'd.yaml': `${DECLARATION}  - { name: own, path: /srv/own, user: nobody, subvolume: never }\n` },
+  );
+  const R = s.root;
+  const parse = async (label: string) => {
+    const o = await s.out(label);
+    return { ...o, json: JSON.parse(o.out) as ApplyJson };
+  };
+  const skippedLine = 'nocow: boxes: skipped: a user-scope target is applied at each login by user tmpfiles.d\n';
+  const noUser = `user nobody is not in ${R}/etc/passwd; owner left as root`;
+
+  const plan = await parse('plan');
+  t.equal(plan.rc, 1, '--dry-run: something would change');
+  t.equal(plan.err, skippedLine);
+  t.match(plan.json, { version: 1, root: R, dryRun: true, state: 'would-change', errors: [] });
+  t.same(Object.keys(plan.json.targets[0]!), ['name', 'scope', 'path', 'state', 'plan', 'changes', 'warnings', 'errors'], 'fields in a fixed order');
+  t.same(
+    plan.json.targets.map((x) => [x.name, x.state, x.plan]),
+    [
+      ['vm', 'would-change', 'would convert the empty directory into a subvolume, keeping its mode, owner, ACLs, xattrs and times, with +C'],
+      ['db', 'would-change', 'would set +C on the directory; 2 existing files keep copy-on-write (not empty, so it stays a plain directory)'],
+      ['new', 'would-change', 'would create a subvolume with mode 0755, owner root:root, and set +C'],
+      ['done', 'unchanged', 'nothing to change'],
+      ['masked', 'opted-out', `nothing: opted out by the masked ${R}/etc/tmpfiles.d/nocow-masked.conf`],
+      ['plain', 'would-change', 'would create a directory with mode 0700, owner root:root, and set +C'],
+      ['boxes', 'skipped', null],
+      ['own', 'would-change', 'would create a directory with mode 0755, owner nobody:root, and set +C'],
+    ],
+  );
+
+  const run = await parse('run');
+  t.equal(run.rc, 0);
+  t.equal(run.err, `${skippedLine}nocow: own: warning: ${noUser}\n`, 'warnings still go to stderr, for people');
+  t.match(run.json, { version: 1, root: R, dryRun: false, state: 'changed', errors: [] });
+  t.same(
+    run.json.targets.map((x) => [x.name, x.scope, x.path, x.state, x.changes, x.warnings]),
+    [
+      ['vm', 'system', '/var/lib/libvirt/images', 'changed', [`converted empty directory ${R}/var/lib/libvirt/images into a subvolume with +C`], []],
+      ['db', 'system', '/var/lib/mysql', 'changed', [`set +C on ${R}/var/lib/mysql for new files; 2 existing keep copy-on-write (nocow migrate rewrites them)`], []],
+      ['new', 'system', '/srv/new images', 'changed', [`created subvolume ${R}/srv/new images`, `set +C on ${R}/srv/new images`], []],
+      ['done', 'system', '/var/lib/machines', 'unchanged', [], []],
+      ['masked', 'system', '/srv/masked', 'opted-out', [], []],
+      ['plain', 'system', '/srv/plain', 'changed', [`created directory ${R}/srv/plain`, `set +C on ${R}/srv/plain`], []],
+      ['boxes', 'user', '~/.local/share/gnome-boxes/images', 'skipped', [], []],
+      ['own', 'system', '/srv/own', 'changed', [`created directory ${R}/srv/own`, `set +C on ${R}/srv/own`], [noUser]],
+    ],
+  );
+
+  const again = await parse('again');
+  t.equal(again.rc, 0);
+  t.equal(again.json.state, 'unchanged', 'automation can tell a no-op from a change');
+  t.same(again.json.targets.map((x) => [x.name, x.state, x.changes]), [
+    ['vm', 'unchanged', []],
+    ['db', 'unchanged', []],
+    ['new', 'unchanged', []],
+    ['done', 'unchanged', []],
+    ['masked', 'opted-out', []],
+    ['plain', 'unchanged', []],
+    ['boxes', 'skipped', []],
+    ['own', 'unchanged', []],
+  ]);
+  const planAgain = await parse('plan-again');
+  t.equal(planAgain.rc, 0, '--dry-run: nothing would change');
+  t.equal(planAgain.json.state, 'unchanged');
+});
+
+t.test('GIVEN NOCOW_DISABLE=1 WHEN apply --json runs THEN every system target is opted-out and nothing changed', async (t) => {
+  const s = await scenario('btrfs', `NOCOW_DISABLE=1 nocow off apply --root "$R" -p libvirt,mariadb --json`);
+  const off = await s.out('off');
+  t.equal(off.rc, 0);
+  t.equal(off.err, '');
+  const json = JSON.parse(off.out) as ApplyJson;
+  t.equal(json.state, 'unchanged');
+  t.same(json.targets.map((x) => [x.name, x.state]), [['libvirt', 'opted-out'], ['mariadb', 'opted-out']]);
+});
+
+t.test('GIVEN a root whose name holds control characters WHEN apply and apply --dry-run run THEN every line shows them escaped, as status does', async (t) => {
+  const s = await scenario(
+    'btrfs',
+    `E="$MNT/r$(printf '\\033')[31m$(printf '\\t')x"; mkdir -p "$E"; echo "$MNT" >"$A/mnt"
+    nocow dry apply --root "$E" -c "$A/one.yaml" --dry-run
+    nocow esc apply --root "$E" -c "$A/one.yaml"`,
+    { 'one.yaml': 'targets:\n  - { name: vm, path: /srv/vm }\n' },
+  );
+  const shown = `${(await s.file('mnt')).trim()}/r\\u001b[31m\\tx`;
+  t.same(await s.out('esc'), { out: `nocow: vm: created subvolume ${shown}/srv/vm\nnocow: vm: set +C on ${shown}/srv/vm\n`, err: '', rc: 0 });
+  const dry = await s.out('dry');
+  t.equal(dry.out.split('\n')[0], `nocow apply --dry-run: the plan for root ${shown}; nothing is changed`);
+  t.notMatch(dry.out + dry.err, /[\u0000-\u0009\u000b-\u001f]/, 'no control character but the newlines');
 });

@@ -210,7 +210,7 @@ t.test('GIVEN -o DIR with a .nocow-tmp left by a killed run WHEN generate runs T
   await writeFile(join(dir, 'nocow-requires.spec'), 'old');
   const r = await nocow(['generate', '-o', dir, 'posttrans', 'hook']);
   t.equal(r.rc, 0);
-  t.equal(r.err, ['nocow-requires.spec', 'nocow-posttrans.spec', 'nocow-apply.sh'].map((f) => `wrote ${dir}/${f}\n`).join(''));
+  t.equal(r.err, ['nocow-requires.spec', 'nocow-posttrans.spec', 'nocow-apply.sh'].map((f) => `nocow: wrote ${dir}/${f}\n`).join(''), 'each line prefixed nocow:');
   t.same(await tempsUnder(dir), []);
   t.match(await readFile(join(dir, 'nocow-requires.spec'), 'utf8'), /^Requires\(posttrans\): /m);
   t.equal((await stat(join(dir, 'nocow-apply.sh'))).mode & 0o777, 0o755);

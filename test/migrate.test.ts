@@ -1,7 +1,7 @@
 // nocow migrate on real Btrfs: the rewrite keeps every byte and attribute, defragments,
 // survives being killed mid-copy and at the rename, and refuses what it must.
 import t from 'tap';
-import { runInFs, type FsType } from './helpers/fs.js';
+import { runInFs, section, type FsType } from './helpers/fs.js';
 import { builtCli } from './helpers/cli.js';
 
 const NC = `node ${builtCli()}`;
@@ -51,10 +51,10 @@ t.test('GIVEN a fragmented CoW image in a +C directory WHEN migrated THEN it has
   const [extentsBefore, extentsAfter] = [Number(before.at(-1)), Number(after.at(-1))];
   t.ok(extentsBefore >= 50, `fragmented before: ${extentsBefore} extents`);
   t.ok(extentsAfter * 10 <= extentsBefore, `after: ${extentsAfter} extents`);
-  t.match(line('out'), /^rewrote .*\/images\/disk\.img as NOCOW \(8\.0 MiB; extents \d+ → \d+\)$/);
+  t.match(line('out'), /^nocow: \S*\/images\/disk\.img: rewritten as NOCOW \(8\.0 MiB; extents \d+ → \d+\)$/);
   t.equal(line('err'), '');
   t.equal(line('left'), 'disk.img ', 'no temporary file left');
-  t.match(run.stdout, /^nothing to migrate: every file already has \+C\nagain 0$/m, 'a second run has nothing to do');
+  t.match(run.stdout, /^nocow: nothing to migrate: every file already has \+C\nagain 0$/m, 'a second run has nothing to do');
 });
 
 for (const [where, inject] of [
@@ -140,7 +140,7 @@ t.test('GIVEN --dry-run WHEN migrate runs THEN it lists the files and changes no
     $NC migrate -n "$D"; echo "rc $?"
     [ "$(stat -c '%i %z' "$D/a.img")" = "$before" ] && echo unchanged`);
   t.equal(run.exitCode, 0, run.stderr);
-  t.match(run.stdout, /^would rewrite .*\/images\/a\.img \(1\.0 MiB, \d+ extents\)\nrc 0\nunchanged$/);
+  t.match(run.stdout, /^nocow: \S*\/images\/a\.img: would rewrite \(1\.0 MiB, \d+ extents?\)\nrc 0\nunchanged$/);
 });
 
 t.test('GIVEN a raid1 Btrfs WHEN migrated THEN refused by default (checksums), rewritten with --force-nocow', async (t) => {
@@ -153,7 +153,7 @@ t.test('GIVEN a raid1 Btrfs WHEN migrated THEN refused by default (checksums), r
     { raid1: true },
   );
   t.equal(run.exitCode, 0, run.stderr);
-  t.match(run.stdout, /^rc 1\nerr nocow: .*\/a\.img: not rewritten: the data profile is RAID1: \+C would remove the checksums its self-healing needs \(--force-nocow overrides\)$/m);
+  t.match(run.stdout, /^rc 1\nerr nocow: .*\/a\.img: not rewritten: the data profile is raid1: \+C would remove the checksums its self-healing needs \(--force-nocow overrides\)$/m);
   t.match(run.stdout, /^forced 0 \S*C\S*$/m);
 });
 
@@ -162,12 +162,15 @@ t.test('GIVEN ext4 WHEN migrated THEN refused as not on Btrfs; a missing path is
     String.raw`
     head -c 4096 /dev/urandom >"$D/a.img"
     $NC migrate "$D" >/dev/null 2>"$MNT/err"; echo "rc $?"; echo "err $(cat "$MNT/err")"
-    $NC migrate "$MNT/nope" 2>"$MNT/err2"; echo "missing $?"; echo "err2 $(cat "$MNT/err2")"`,
+    $NC migrate "$MNT/nope" 2>"$MNT/err2"; echo "missing $?"; echo "err2 $(cat "$MNT/err2")"
+    printf 'targets:\n  - { name: vm, path: %s }\n' "$D" >"$MNT/d.yaml"
+    $NC migrate -c "$MNT/d.yaml" 2>"$MNT/err3"; echo "declared $?"; echo "err3 $(cat "$MNT/err3")"`,
     'ext4',
   );
   t.equal(run.exitCode, 0, run.stderr);
   t.match(run.stdout, /^rc 1\nerr nocow: .*\/a\.img: not rewritten: not on Btrfs$/m);
   t.match(run.stdout, /^missing 2\nerr2 nocow: error: .*\/nope: no such file or directory$/m);
+  t.match(run.stdout, /^declared 0\nerr3 nocow: vm: skipped: not on Btrfs \(ext2\/ext3\)$/m, 'a declared target off Btrfs: nothing expected, nothing to do');
 });
 
 t.test('GIVEN a subvolume that got +C after a CoW image was copied in WHEN status, migrate, status THEN status reports the image with its extents and exits 1, and after migrate the image has +C, the same checksum, far fewer extents, and status exits 0', async (t) => {
@@ -213,8 +216,8 @@ t.test('GIVEN a terminal WHEN migrate rewrites a file THEN a progress bar shows 
     echo "---"; cat "$MNT/pipe"`);
   t.equal(run.exitCode, 0, run.stderr);
   t.match(run.stdout, /^tty 0\npipe 0\n/);
-  t.match(run.stdout, /\d+% \| \d+\/24 MiB \| \d+(\.\d)? MiB\/s \| .*a\.img/, 'bar: percentage, bytes, throughput, file');
-  t.match(run.stdout, /---\nrewrote .*b\.img as NOCOW \(24\.0 MiB; extents \d+ → \d+\)\n?$/, 'no bar when output is not a terminal');
+  t.match(run.stdout, /\d+% \| (\d+ B|\d+\.\d [KMG]iB)\/24\.0 MiB \| (\d+ B|\d+\.\d [KMG]iB)\/s \| .*a\.img/, 'bar: percentage, bytes, throughput, file; sizes as every line shows them');
+  t.match(run.stdout, /---\nnocow: \S*b\.img: rewritten as NOCOW \(24\.0 MiB; extents \d+ → \d+\)\n?$/, 'no bar when output is not a terminal');
 });
 
 t.test('GIVEN a file held open read-write through the real directory, a program from it running (mapped, no descriptor) and a file a loop device is attached to WHEN migrated through a symlinked directory THEN all three are refused naming the process or device, the file unchanged; once released, all are rewritten', async (t) => {
@@ -268,13 +271,13 @@ t.test('GIVEN a file with a 250-byte name WHEN migrated, killed mid-copy, then r
   t.equal(line('length'), '250');
   t.equal(line('killed'), '137', 'killed mid-copy');
   t.equal(line('temporaries'), '1', 'the killed run left .nocow-CKSUM.nocow-migrate');
-  t.match(run.stdout, /^plan would rewrite \S+\/n{246}\.img \(8\.0 MiB, \d+ extents\)\ndry 0$/m, 'the dry run lists the file alone');
+  t.match(run.stdout, /^plan nocow: \S+\/n{246}\.img: would rewrite \(8\.0 MiB, \d+ extents?\)\ndry 0$/m, 'the dry run lists the file alone');
   t.equal(line('rc'), '0');
-  t.match(line('out'), /^rewrote \S+\/n{246}\.img as NOCOW \(8\.0 MiB; extents \d+ → \d+\)$/);
+  t.match(line('out'), /^nocow: \S+\/n{246}\.img: rewritten as NOCOW \(8\.0 MiB; extents \d+ → \d+\)$/);
   t.match(run.stdout, /^same bytes and attributes$/m);
   t.match(line('flags'), /C/);
   t.equal(line('left'), 'N.img ', 'the temporary copy is gone');
-  t.match(run.stdout, /^nothing to migrate: every file already has \+C\nagain 0$/m);
+  t.match(run.stdout, /^nocow: nothing to migrate: every file already has \+C\nagain 0$/m);
 });
 
 t.test('GIVEN system paths, as given or reached through symlinks WHEN migrated THEN each is refused with exit status 2 and one error line before anything is touched; so is a path that is not UTF-8', async (t) => {
@@ -310,4 +313,116 @@ t.test('GIVEN system paths, as given or reached through symlinks WHEN migrated T
   t.match(run.stdout, new RegExp(`^mixed 2 1 nocow: error: /etc: refused: ${system('/etc', false)}${NEVER} $`, 'm'));
   t.match(run.stdout, /^utf8 2 1 nocow: error: PATH "\S+\/images\/\\ufffd\.img": not valid UTF-8 \(or contains U\+FFFD\); give a path whose name is UTF-8 $/m, 'a name that is not UTF-8 would name another file');
   t.match(run.stdout, /^nothing changed$/m, 'no file of the /etc copy or of the other path given touched');
+});
+
+interface MigrateJson {
+  version: number;
+  dryRun: boolean;
+  state: string;
+  files: { path: string; result: string; reason: string | null; sizeBytes: number; extentsBefore: number | null; extentsAfter: number | null }[];
+  skipped: { name: string; path: string; reason: string }[];
+}
+
+t.test('GIVEN files to rewrite, one with two hard links and one named with control characters WHEN migrate runs with --dry-run, --json, and again THEN each line escapes control characters and gives sizes as every line does, and the JSON gives each file its result, reason, size and extents', async (t) => {
+  const run = await btrfs(String.raw`
+    head -c 4096 /dev/urandom >"$D/small.img"; head -c 1M /dev/urandom >"$D/linked.img"; ln "$D/linked.img" "$MNT/other-link"
+    head -c 2048 /dev/urandom >"$D/b$(printf '\033')[31m.img"; sync
+    chattr +C "$D"; echo "D $D"
+    section dry-json; $NC migrate -n --json "$D" 2>/dev/null; echo "rc $?"
+    section dry; $NC migrate -n "$D" 2>&1; echo "rc $?"
+    section run; $NC migrate "$D" 2>"$MNT/err"; rc=$?; cat "$MNT/err"; echo "rc $rc"
+    rm "$MNT/other-link"
+    section again; $NC migrate --json "$D"; echo "rc $?"
+    section third; $NC migrate --json "$D"; echo "rc $?"`);
+  t.equal(run.exitCode, 0, run.stderr);
+  const D = /^D (.*)$/m.exec(run.stdout)![1]!;
+  const E = `${D}/b\\u001b[31m.img`;
+  const part = (name: string) => {
+    const lines = section(run.stdout, name).split('\n');
+    return { rc: Number(lines.pop()!.replace('rc ', '')), text: lines.join('\n') };
+  };
+  const json = (name: string) => {
+    const { rc, text } = part(name);
+    return { rc, json: JSON.parse(text) as MigrateJson };
+  };
+  const hardLinks = 'it has 2 hard links, which a rewrite would split';
+
+  const dryJson = json('dry-json');
+  t.equal(dryJson.rc, 1, 'a file would be refused');
+  t.match(dryJson.json, { version: 1, dryRun: true, state: 'incomplete', skipped: [] });
+  t.same(Object.keys(dryJson.json.files[0]!), ['path', 'result', 'reason', 'sizeBytes', 'extentsBefore', 'extentsAfter'], 'fields in a fixed order');
+  t.match(dryJson.json.files, [
+    { path: `${D}/b\u001b[31m.img`, result: 'would-rewrite', reason: null, sizeBytes: 2048, extentsBefore: Number, extentsAfter: null },
+    { path: `${D}/linked.img`, result: 'refused', reason: hardLinks, sizeBytes: 1048576, extentsBefore: Number, extentsAfter: null },
+    { path: `${D}/small.img`, result: 'would-rewrite', reason: null, sizeBytes: 4096, extentsBefore: Number, extentsAfter: null },
+  ]);
+
+  const dry = part('dry');
+  t.equal(dry.rc, 1);
+  t.equal(
+    dry.text,
+    [
+      `nocow: ${D}/linked.img: not rewritten: ${hardLinks}`,
+      `nocow: ${E}: would rewrite (2.0 KiB, 1 extent)`,
+      `nocow: ${D}/small.img: would rewrite (4.0 KiB, 1 extent)`,
+    ].join('\n'),
+  );
+  const done = part('run');
+  t.equal(done.rc, 1, 'one file refused');
+  t.match(done.text, new RegExp(`^nocow: ${E.replace(/[\\[.]/g, '\\$&')}: rewritten as NOCOW \\(2\\.0 KiB; extents 1 → \\d+\\)$`, 'm'), 'escaped, in KiB');
+  t.match(done.text, new RegExp(`^nocow: ${D}/small\\.img: rewritten as NOCOW \\(4\\.0 KiB; extents 1 → \\d+\\)$`, 'm'));
+  t.match(done.text, new RegExp(`^nocow: ${D}/linked\\.img: not rewritten: ${hardLinks}$`, 'm'));
+  t.notMatch(done.text, /\u001b/, 'no raw escape character reaches the terminal');
+
+  const again = json('again');
+  t.equal(again.rc, 0);
+  t.match(again.json, { dryRun: false, state: 'rewritten', skipped: [] });
+  t.match(again.json.files, [{ path: `${D}/linked.img`, result: 'rewritten', reason: null, sizeBytes: 1048576, extentsBefore: Number, extentsAfter: Number }]);
+  t.equal(again.json.files.length, 1);
+  const third = json('third');
+  t.equal(third.rc, 0);
+  t.same(third.json, { version: 1, dryRun: false, state: 'unchanged', files: [], skipped: [] }, 'automation can tell a no-op from a rewrite');
+});
+
+t.test('GIVEN a declaration (--config) and no PATH WHEN migrate runs THEN the files of the targets where +C is expected are rewritten and every other target is skipped with one line saying why; PATHs with --config are refused', async (t) => {
+  const run = await btrfs(String.raw`
+    mkdir "$MNT/off"; head -c 1M /dev/urandom >"$D/a.img"; head -c 1M /dev/urandom >"$MNT/off/b.img"; chattr +C "$D"
+    printf 'targets:\n  - { name: vm, path: %s }\n  - { name: off, path: %s, nocow: false }\n  - { name: missing, path: %s }\n  - { name: boxes, scope: user, path: ~/.local/share/gnome-boxes/images }\n' "$D" "$MNT/off" "$MNT/missing" >"$MNT/d.yaml"
+    echo "MNT $MNT"
+    section disabled; NOCOW_DISABLE=1 $NC migrate -c "$MNT/d.yaml" -n 2>&1; echo "rc $?"
+    section run; $NC migrate -c "$MNT/d.yaml" 2>&1; echo "rc $?"
+    section json; $NC migrate -c "$MNT/d.yaml" --json 2>/dev/null; echo "rc $?"
+    section both; $NC migrate -c "$MNT/d.yaml" "$D" 2>&1; echo "rc $?"
+    section flags; echo "$(flags "$D/a.img") $(flags "$MNT/off/b.img")"`);
+  t.equal(run.exitCode, 0, run.stderr);
+  const MNT = /^MNT (.*)$/m.exec(run.stdout)![1]!;
+  const D = `${MNT}/images`;
+  const skippedLines = [
+    'nocow: off: skipped: declared nocow: false',
+    `nocow: missing: skipped: ${MNT}/missing does not exist (nocow apply creates it)`,
+    'nocow: boxes: skipped: a user-scope target: give its directory in your home as PATH',
+  ];
+  t.equal(
+    section(run.stdout, 'disabled'),
+    ['nocow: vm: skipped: opted out by NOCOW_DISABLE=1', 'nocow: off: skipped: opted out by NOCOW_DISABLE=1', 'nocow: missing: skipped: opted out by NOCOW_DISABLE=1', skippedLines[2], 'rc 0'].join('\n'),
+  );
+  const done = section(run.stdout, 'run').split('\n');
+  t.equal(done.pop(), 'rc 0');
+  t.same(done.filter((l) => l.includes('skipped')), skippedLines, 'one line per target left out, in declaration order');
+  t.match(done.filter((l) => !l.includes('skipped')), [new RegExp(`^nocow: ${D}/a\\.img: rewritten as NOCOW \\(1\\.0 MiB; extents \\d+ → \\d+\\)$`)]);
+  const json = section(run.stdout, 'json').split('\n');
+  t.equal(json.pop(), 'rc 0');
+  t.same(JSON.parse(json.join('\n')), {
+    version: 1,
+    dryRun: false,
+    state: 'unchanged',
+    files: [],
+    skipped: [
+      { name: 'off', path: `${MNT}/off`, reason: 'declared nocow: false' },
+      { name: 'missing', path: `${MNT}/missing`, reason: `${MNT}/missing does not exist (nocow apply creates it)` },
+      { name: 'boxes', path: '~/.local/share/gnome-boxes/images', reason: 'a user-scope target: give its directory in your home as PATH' },
+    ],
+  });
+  t.equal(section(run.stdout, 'both'), "nocow: error: give PATHs or --profile/--config, not both: without PATH, migrate takes the declared targets' directories\nrc 2");
+  t.match(section(run.stdout, 'flags'), /^\S*C\S* -{22}$/, 'the nocow: false target keeps its CoW file');
 });

@@ -90,7 +90,8 @@ t.test('GIVEN a VM image fragmented by 200 random in-place writes in a plain CoW
   const text = await s.out('text');
   t.equal(text.rc, 1);
   t.match(text.out, /^libvirt: \/var\/lib\/libvirt\/images: deviates$/m);
-  t.match(text.out, new RegExp(`^  file without \\+C: disk\\.img \\(\\d+ bytes, ${extents} extents\\)$`, 'm'));
+  t.match(text.out, new RegExp(`^  file without \\+C: disk\\.img \\(\\d+\\.\\d [KM]iB, ${extents} extents\\)$`, 'm'), 'the size as every line shows sizes');
+  t.match(text.out, /^  file without \+C: small\.txt \(5 B, 1 extent\)$/m);
 });
 
 t.test('GIVEN an empty target directory WHEN nocow apply has run THEN status says as-declared and exits 0, where it said convertible and exited 1 before', async (t) => {

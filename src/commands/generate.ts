@@ -1,7 +1,7 @@
 // nocow generate [ARTIFACT…]: declaration → plan → rendered artifacts → stdout or -o DIR.
 import type { Argv } from 'yargs';
-import type { Io } from '../io.js';
-import { declarationOptions, outputDir, type DeclarationArgs } from '../cli-options.js';
+import { printable, type Io } from '../io.js';
+import { declarationOptions, outputDir, type CommandHelp, type DeclarationArgs } from '../cli-options.js';
 import { ARTIFACTS, DEFAULT_ARTIFACTS, type Artifact } from '../plan.js';
 
 export interface GenerateArgs extends DeclarationArgs {
@@ -11,6 +11,25 @@ export interface GenerateArgs extends DeclarationArgs {
 
 export const command = 'generate [artifacts..]';
 export const describe = 'Generate RPM, kickstart and tmpfiles.d artifacts from a declaration';
+
+export const help: CommandHelp = {
+  notes: [
+    'With no ARTIFACT, every one that applies to the declaration (hook and macros only when named); with no --profile and no --config, the declaration is the libvirt profile. ' +
+      'Without -o, everything goes to stdout, each file introduced by a line "# ==> FILE <==". With -o DIR, the files are written all or none: nothing is replaced unless every one could be written.',
+  ],
+  examples: [
+    ['nocow generate', 'Every artifact for the default profile (libvirt), to stdout'],
+    ['nocow generate posttrans --profile mariadb', 'The %posttrans section and its Requires lines for /var/lib/mysql'],
+    ['nocow generate -c nocow.yaml -o build/', 'Artifacts for your own declaration, as files under build/'],
+    ['nocow generate tmpfiles user-tmpfiles -p libvirt -p gnome-boxes', 'Two profiles combined, tmpfiles.d snippets only'],
+    ['nocow generate macros -o /usr/lib/rpm/macros.d', 'The RPM macro file: specs then write %nocow_posttrans PATH'],
+  ],
+  exitStatus: [
+    [0, 'done'],
+    [1, 'a file could not be written (nothing under -o DIR is replaced)'],
+    [2, 'bad arguments or declaration, an artifact the declaration has no target for, or an -o DIR that is not a directory or has a file where a directory is needed'],
+  ],
+};
 
 export function builder(yargs: Argv): Argv<GenerateArgs> {
   return declarationOptions(yargs)
@@ -27,12 +46,7 @@ export function builder(yargs: Argv): Argv<GenerateArgs> {
       type: 'string',
       requiresArg: true,
       coerce: outputDir,
-    })
-    .example('$0 generate', 'Every artifact for the default profile (libvirt), to stdout')
-    .example('$0 generate posttrans --profile mariadb', 'The %posttrans section and its Requires lines for /var/lib/mysql')
-    .example('$0 generate -c nocow.yaml -o build/', 'Artifacts for your own declaration, as files under build/')
-    .example('$0 generate tmpfiles user-tmpfiles -p libvirt -p gnome-boxes', 'Two profiles combined, tmpfiles.d snippets only')
-    .example('$0 generate macros -o /usr/lib/rpm/macros.d', 'The RPM macro file: specs then write %nocow_posttrans PATH') as unknown as Argv<GenerateArgs>;
+    }) as unknown as Argv<GenerateArgs>;
 }
 
 export async function run(args: GenerateArgs, io: Io): Promise<number> {
@@ -53,6 +67,6 @@ export async function run(args: GenerateArgs, io: Io): Promise<number> {
     io.out(concatenate(files));
     return 0;
   }
-  for (const path of await writeRendered(args.output, files)) io.err(`wrote ${path}\n`);
+  for (const path of await writeRendered(args.output, files)) io.err(`nocow: wrote ${printable(path)}\n`);
   return 0;
 }

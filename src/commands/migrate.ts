@@ -1,80 +1,203 @@
-// nocow migrate PATH…: rewrite files that lack +C as NOCOW (see src/migrate/migrate.ts).
+// nocow migrate [PATH…]: rewrite files that lack +C as NOCOW (see src/migrate/migrate.ts); without
+// PATHs, the files in the declared targets' directories where +C is expected.
 import type { Argv } from 'yargs';
-import type { Io } from '../io.js';
-import { exactPath } from '../cli-options.js';
+import { printable, size, type Io } from '../io.js';
+import { declarationOptions, exactPath, jsonOption, type CommandHelp, type DeclarationArgs } from '../cli-options.js';
+import { UsageError } from '../errors.js';
+import type { Candidate, MigrateOptions } from '../migrate/migrate.js';
 
-export interface MigrateArgs {
+export interface MigrateArgs extends DeclarationArgs {
   paths: string[];
   force: boolean;
   'force-nocow': boolean;
   'dry-run': boolean;
+  json: boolean;
 }
 
-export const command = 'migrate <paths..>';
+export const command = 'migrate [paths..]';
 export const describe = 'Rewrite existing copy-on-write files as NOCOW, in place, safely';
 
+export const help: CommandHelp = {
+  notes: [
+    'Each file is copied into a new +C file beside it (.NAME.nocow-migrate; .nocow-CKSUM.nocow-migrate for a long NAME), ' +
+      "without reflinks, keeping holes and preallocation, verified by size and SHA-256, given the original's owner, mode, times " +
+      'and xattrs, then renamed over the original. Killed at any point, the original is intact and a re-run finishes the job. ' +
+      'A file that changes during its copy, or that a process opens meanwhile, keeps its original; the copy is removed.',
+    'PATHs are resolved (symlinks followed); system paths (/etc, /usr…, as given or resolved) are refused. ' +
+      'Without PATH, the declared system-scope targets (--profile, --config; default: libvirt) are migrated where nocow status expects +C of their files: ' +
+      'on Btrfs, not opted out, nocow: true, and a data profile that is not redundant unless redundancy: force-nocow; each other target is skipped with one line saying why.',
+  ],
+  examples: [
+    ['nocow migrate', 'Every file lacking +C in the libvirt images directory'],
+    ['nocow migrate /var/lib/libvirt/images', 'The same, by path'],
+    ['nocow migrate -n /var/lib/libvirt/images/win11.qcow2', 'Only say what would happen'],
+    ['nocow migrate -p mariadb --json', 'The MariaDB data directory, the outcome per file as JSON'],
+  ],
+  exitStatus: [
+    [0, 'every file rewritten, or none needed it (--dry-run: none would be refused)'],
+    [1, 'some file refused or failed (the others are rewritten)'],
+    [2, 'bad arguments or declaration, a PATH refused or missing, or a target that could not be inspected; nothing is rewritten'],
+  ],
+};
+
 export function builder(yargs: Argv): Argv<MigrateArgs> {
-  return yargs
-    .positional('paths', { describe: 'Files, or directories whose files lacking +C are rewritten', type: 'string', array: true, demandOption: true })
+  const options = declarationOptions(
+    yargs.positional('paths', {
+      describe: 'Files, or directories whose files lacking +C are rewritten',
+      type: 'string',
+      array: true,
+      default: [] as string[],
+      defaultDescription: "the declared targets' directories",
+    }),
+  )
     .option('force', {
       type: 'boolean',
       default: false,
       describe: 'Rewrite files even while a process has them open (a file that changes during its copy is still kept)',
     })
     .option('force-nocow', { type: 'boolean', default: false, describe: 'Rewrite even on a redundant data profile (raid1, dup…), giving up checksums' })
-    .option('dry-run', { alias: 'n', type: 'boolean', default: false, describe: 'List what would be rewritten, and what would be refused and why' })
-    .example('$0 migrate /var/lib/libvirt/images', 'Rewrite every image in the directory that lacks +C')
-    .example('$0 migrate -n /var/lib/libvirt/images/win11.qcow2', 'Only say what would happen')
-    .epilog(
-      'Each file is copied into a new +C file beside it (.NAME.nocow-migrate; .nocow-CKSUM.nocow-migrate for a long NAME), ' +
-        'without reflinks, keeping holes and preallocation, verified by size and SHA-256, given the original\'s owner, mode, times ' +
-        'and xattrs, then renamed over the original. Killed at any point, the original is intact and a re-run finishes the job. ' +
-        'A file that changes during its copy, or that a process opens meanwhile, keeps its original; the copy is removed. ' +
-        'PATHs are resolved (symlinks followed); system paths (/etc, /usr…, as given or resolved) are refused. ' +
-        'Exit status: 0 all done, 1 some refused or failed, 2 bad usage or a refused path.',
-    ) as unknown as Argv<MigrateArgs>;
+    .option('dry-run', { alias: 'n', type: 'boolean', default: false, describe: 'List what would be rewritten, and what would be refused and why' });
+  return jsonOption(options, 'Print the outcome per file as one JSON object instead of the lines') as unknown as Argv<MigrateArgs>;
+}
+
+/** One file in --json. */
+export interface FileReport {
+  path: string;
+  result: 'rewritten' | 'refused' | 'failed' | 'would-rewrite';
+  reason: string | null;
+  sizeBytes: number;
+  extentsBefore: number | null;
+  extentsAfter: number | null;
+}
+
+/** A declared target left out (without PATH), and why. */
+interface Skipped {
+  name: string;
+  path: string;
+  reason: string;
 }
 
 export async function run(args: MigrateArgs, io: Io): Promise<number> {
-  const { findCandidates, migrateFile, resolveTargets, extentCount, mib, MigrateError } = await import('../migrate/migrate.js');
+  const { findCandidates, migrateFile, resolveTargets, extentCount, MigrateError } = await import('../migrate/migrate.js');
+  const opts: MigrateOptions = { force: args.force, forceNocow: args['force-nocow'] };
   // A name that is not UTF-8 reaches us changed (U+FFFD): it would name another file.
   for (const path of args.paths) exactPath('PATH', path);
-  const opts = { force: args.force, forceNocow: args['force-nocow'] };
-  let candidates;
+  if (args.paths.length > 0 && (args.profile.length > 0 || args.config.length > 0)) {
+    throw new UsageError('give PATHs or --profile/--config, not both: without PATH, migrate takes the declared targets\' directories');
+  }
+  const skipped: Skipped[] = [];
+  let status = 0;
+  let candidates: Candidate[] = [];
+  let looked = args.paths.length;
   try {
-    // Every path is checked against the refused system paths before any is read.
-    candidates = await findCandidates(await resolveTargets(args.paths), opts);
+    if (args.paths.length > 0) {
+      // Every path is checked against the refused system paths before any is read.
+      candidates = await findCandidates(await resolveTargets(args.paths), opts);
+    } else {
+      const declared = await declaredDirectories(args, io);
+      // A target that could not be inspected: like a PATH that is refused, nothing is rewritten.
+      if (declared.failed) return 2;
+      skipped.push(...declared.skipped);
+      looked = declared.directories.length;
+      for (const { path, forceNocow } of declared.directories) {
+        candidates.push(...(await findCandidates(await resolveTargets([path]), { ...opts, forceNocow: opts.forceNocow || forceNocow })));
+      }
+    }
   } catch (error) {
     if (error instanceof MigrateError) {
-      io.err(`nocow: error: ${error.message}\n`);
+      io.err(`nocow: error: ${printable(error.message)}\n`);
       return 2;
     }
     throw error;
   }
+  const files: FileReport[] = [];
+  const report = (c: Candidate, result: FileReport['result'], reason: string | null, extentsAfter: number | null = null) =>
+    files.push({ path: c.path, result, reason, sizeBytes: c.size, extentsBefore: c.extents ?? null, extentsAfter });
+  const say = (line: string) => {
+    if (!args.json) io.out(`nocow: ${line}\n`);
+  };
   const refused = candidates.filter((c) => c.refusal);
   const todo = candidates.filter((c) => !c.refusal);
-  for (const c of refused) io.err(`nocow: ${c.path}: not rewritten: ${c.refusal}\n`);
-  if (candidates.length === 0) io.out('nothing to migrate: every file already has +C\n');
+  for (const c of candidates) if (c.refusal) report(c, 'refused', c.refusal);
+  for (const c of refused) io.err(`nocow: ${printable(c.path)}: not rewritten: ${printable(c.refusal!)}\n`);
+  if (candidates.length === 0 && looked > 0) say('nothing to migrate: every file already has +C');
+  if (refused.length > 0) status = 1;
   if (args['dry-run']) {
-    for (const c of todo) io.out(`would rewrite ${c.path} (${mib(c.size)}, ${c.extents ?? '?'} extents)\n`);
-    return refused.length > 0 ? 1 : 0;
-  }
-  const bar = await progressBar(todo.reduce((sum, c) => sum + c.size, 0), todo[0]?.path ?? '');
-  let failed = 0;
-  for (const c of todo) {
-    bar?.setFile(c.path);
-    try {
-      await migrateFile(c, opts, (bytes) => bar?.add(bytes), () => bar?.tick() ?? Promise.resolve());
-      bar?.clear();
-      io.out(`rewrote ${c.path} as NOCOW (${mib(c.size)}; extents ${c.extents ?? '?'} → ${(await extentCount(c.path)) ?? '?'})\n`);
-    } catch (error) {
-      failed++;
-      bar?.clear();
-      io.err(`nocow: ${c.path}: not rewritten: ${(error as Error).message}\n`);
+    for (const c of todo) {
+      report(c, 'would-rewrite', null);
+      say(`${printable(c.path)}: would rewrite (${size(c.size)}, ${c.extents === undefined ? '? extents' : c.extents === 1 ? '1 extent' : `${c.extents} extents`})`);
     }
+  } else {
+    const bar = await progressBar(todo.reduce((sum, c) => sum + c.size, 0), todo[0]?.path ?? '');
+    for (const c of todo) {
+      bar?.setFile(c.path);
+      try {
+        await migrateFile(c, opts, (bytes) => bar?.add(bytes), () => bar?.tick() ?? Promise.resolve());
+        bar?.clear();
+        const after = (await extentCount(c.path)) ?? null;
+        report(c, 'rewritten', null, after);
+        say(`${printable(c.path)}: rewritten as NOCOW (${size(c.size)}; extents ${c.extents ?? '?'} → ${after ?? '?'})`);
+      } catch (error) {
+        status = 1;
+        bar?.clear();
+        const reason = (error as Error).message;
+        report(c, 'failed', reason);
+        io.err(`nocow: ${printable(c.path)}: not rewritten: ${printable(reason)}\n`);
+      }
+    }
+    bar?.stop();
   }
-  bar?.stop();
-  return refused.length + failed > 0 ? 1 : 0;
+  if (args.json) {
+    const done = files.some((f) => f.result === 'rewritten' || f.result === 'would-rewrite');
+    const state = status === 1 ? 'incomplete' : !done ? 'unchanged' : args['dry-run'] ? 'would-rewrite' : 'rewritten';
+    files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    io.out(`${JSON.stringify({ version: 1, dryRun: args['dry-run'], state, files, skipped }, null, 2)}\n`);
+  }
+  return status;
+}
+
+/**
+ * Without PATH: the directories of the declared system-scope targets where +C is expected of
+ * their files (what nocow status would call a deviation), each with its declared redundancy
+ * policy; every other target skipped with one line on stderr saying why.
+ */
+async function declaredDirectories(args: MigrateArgs, io: Io) {
+  const [{ loadDeclaration }, { inspect }, { judge }, { declaredSubject }] = await Promise.all([
+    import('../declaration/load.js'),
+    import('../inspect/inspect.js'),
+    import('../inspect/evaluate.js'),
+    import('../inspect/subject.js'),
+  ]);
+  const declaration = await loadDeclaration({ profiles: args.profile, configs: args.config });
+  const skipped: Skipped[] = [];
+  const directories: { path: string; forceNocow: boolean }[] = [];
+  let failed = false;
+  const skip = (name: string, path: string, reason: string) => {
+    skipped.push({ name, path, reason });
+    io.err(`nocow: ${printable(name)}: skipped: ${printable(reason)}\n`);
+  };
+  for (const t of declaration.targets) {
+    if (t.scope === 'user') {
+      skip(t.name, t.path, 'a user-scope target: give its directory in your home as PATH');
+      continue;
+    }
+    const subject = declaredSubject(t, '/', undefined);
+    const facts = await inspect(subject, { root: '/', extents: false });
+    const judgement = judge(subject, facts);
+    if (facts.problems.length > 0) {
+      failed = true;
+      for (const problem of facts.problems) io.err(`nocow: error: ${printable(t.name)}: ${printable(problem)}\n`);
+      skipped.push({ name: t.name, path: t.path, reason: `could not be inspected: ${facts.problems.join('; ')}` });
+    } else if (facts.optOut) skip(t.name, t.path, facts.optOut.by === 'env' ? 'opted out by NOCOW_DISABLE=1' : `opted out by the masked ${facts.optOut.file}`);
+    else if (facts.fstype !== 'btrfs') skip(t.name, t.path, `not on Btrfs (${facts.fstype})`);
+    else if (!t.nocow) skip(t.name, t.path, 'declared nocow: false');
+    else if (!facts.exists) skip(t.name, t.path, `${t.path} does not exist (nocow apply creates it)`);
+    else if (!facts.directory) skip(t.name, t.path, `${t.path} is not a directory`);
+    else if (!judgement.expected.nocow && !args['force-nocow']) {
+      skip(t.name, t.path, `the data profile is ${facts.dataProfile}, which keeps checksums for self-healing (redundancy: force-nocow or --force-nocow overrides)`);
+    } else directories.push({ path: facts.location ?? t.path, forceNocow: t.redundancy === 'force-nocow' });
+  }
+  return { directories, skipped, failed };
 }
 
 interface Bar {
@@ -94,17 +217,17 @@ async function progressBar(total: number, firstFile: string): Promise<Bar | unde
   const bar = new SingleBar(
     {
       stream: process.stderr,
-      format: '{bar} {percentage}% | {done}/{all} MiB | {speed} MiB/s | {file}',
+      format: '{bar} {percentage}% | {done}/{all} | {speed}/s | {file}',
       hideCursor: true,
       clearOnComplete: true,
     },
     Presets.shades_classic,
   );
   const payload = (file?: string) => ({
-    done: (done / 1048576).toFixed(0),
-    all: (total / 1048576).toFixed(0),
-    speed: (done / 1048576 / Math.max((Date.now() - started) / 1000, 0.001)).toFixed(1),
-    ...(file === undefined ? {} : { file }),
+    done: size(done),
+    all: size(total),
+    speed: size(Math.round(done / Math.max((Date.now() - started) / 1000, 0.001))),
+    ...(file === undefined ? {} : { file: printable(file) }),
   });
   bar.start(total, 0, payload(firstFile));
   return {

@@ -1,8 +1,7 @@
 // nocow status [PATH…]: is each declared directory as declared here, and which files in it still fragment?
 import type { Argv } from 'yargs';
-import { processIo, type Io } from '../io.js';
-import { declarationOptions, exactPath, rootOption, single, type DeclarationArgs } from '../cli-options.js';
-
+import { printable, processIo, type Io } from '../io.js';
+import { declarationOptions, exactPath, rootOption, single, type CommandHelp, type DeclarationArgs } from '../cli-options.js';
 
 export interface StatusArgs extends DeclarationArgs {
   paths: string[];
@@ -13,6 +12,27 @@ export interface StatusArgs extends DeclarationArgs {
 
 export const command = 'status [paths..]';
 export const describe = 'Show whether each declared directory is a subvolume with +C here, and which files in it still copy on write';
+
+export const help: CommandHelp = {
+  notes: [
+    'It changes nothing. For each declared target under --root: file system, existence, subvolume, +C on the directory, data profile, opt-out, ' +
+      'leftovers of an interrupted conversion, and each file inside that lacks +C with its size and extent count (fragmentation). ' +
+      'User-scope targets are skipped unless --home names the home to look in.',
+    'On a terminal the report is a table; otherwise one block of "field: value" lines per target. Control characters in names are shown escaped.',
+  ],
+  examples: [
+    ['nocow status', 'The libvirt images directory: file system, subvolume, +C, data profile, copy-on-write files'],
+    ['nocow status -p mariadb --json', 'The MariaDB data directory, as JSON'],
+    ['nocow status --root /mnt/sysroot -c nocow.yaml', 'Your declaration, inside an installed image'],
+    ['nocow status -p gnome-boxes --home ~', 'A user-scope target, in your home'],
+    ['nocow status /srv/vm', 'Any directory, with the default expectations'],
+  ],
+  exitStatus: [
+    [0, 'every target as declared, or nothing expected of it (not on Btrfs, opted out)'],
+    [1, 'some target deviates'],
+    [2, 'bad arguments or declaration, or a target that could not be inspected'],
+  ],
+};
 
 export function builder(yargs: Argv): Argv<StatusArgs> {
   return rootOption(
@@ -33,12 +53,7 @@ export function builder(yargs: Argv): Argv<StatusArgs> {
       requiresArg: true,
       coerce: single,
     })
-    .option('json', { describe: 'Print the report as JSON (schema version 1, see README)', type: 'boolean', default: false })
-    .epilogue('Exit status: 0 every target as declared (or nothing expected of it: not on Btrfs, opted out); 1 some target deviates; 2 error.')
-    .example('$0 status', 'The libvirt images directory: file system, subvolume, +C, data profile, copy-on-write files')
-    .example('$0 status -p mariadb --json', 'The MariaDB data directory, as JSON')
-    .example('$0 status --root /mnt/sysroot -c nocow.yaml', 'Your declaration, inside an installed image')
-    .example('$0 status -p gnome-boxes --home ~', 'A user-scope target, in your home') as unknown as Argv<StatusArgs>;
+    .option('json', { describe: 'Print the report as one JSON object (schema version 1)', type: 'boolean', default: false }) as unknown as Argv<StatusArgs>;
 }
 
 export async function run(args: StatusArgs, io: Io): Promise<number> {
@@ -60,7 +75,7 @@ export async function run(args: StatusArgs, io: Io): Promise<number> {
     }),
   );
   for (const { subject, facts } of entries) {
-    for (const problem of facts.problems) io.err(`nocow: error: ${format.printable(subject.name ?? subject.path)}: ${format.printable(problem)}\n`);
+    for (const problem of facts.problems) io.err(`nocow: error: ${printable(subject.name ?? subject.path)}: ${printable(problem)}\n`);
   }
   if (args.json) io.out(format.statusJson(root, home ?? null, entries));
   else if (io === processIo && process.stdout.isTTY) io.out(format.statusTable(root, entries));

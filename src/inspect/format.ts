@@ -2,6 +2,7 @@
 import { exitStatus, type Judgement } from './evaluate.js';
 import type { CowFile, Facts } from './inspect.js';
 import type { Subject } from './subject.js';
+import { printable, size } from '../io.js';
 
 export interface Entry {
   subject: Subject;
@@ -9,14 +10,8 @@ export interface Entry {
   judgement: Judgement;
 }
 
-/** Paths and file names are shown as they are, except what a terminal would act on. */
-export function printable(text: string): string {
-  // eslint-disable-next-line no-control-regex
-  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => {
-    const short: Record<string, string> = { '\n': '\\n', '\t': '\\t', '\r': '\\r' };
-    return short[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
-  });
-}
+// One escaping and one size style for every line the CLI prints (see src/io.ts).
+export { printable };
 
 const OVERALL = ['as-declared', 'deviates', 'error'] as const;
 
@@ -60,17 +55,6 @@ function label(s: Subject): string {
   return s.name ?? '(undeclared)';
 }
 
-function humanSize(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let n = bytes;
-  let i = 0;
-  while (n >= 1024 && i < units.length - 1) {
-    n /= 1024;
-    i++;
-  }
-  return i === 0 ? `${n} B` : `${n.toFixed(1)} ${units[i]}`;
-}
-
 function summary(entries: Entry[]): string {
   const counts = new Map<string, number>();
   for (const e of entries) counts.set(e.judgement.state, (counts.get(e.judgement.state) ?? 0) + 1);
@@ -109,7 +93,7 @@ export function statusPlain(root: string, entries: Entry[]): string {
     for (const n of j.notes) field('note', printable(n));
     for (const e of f.problems) field('error', printable(e));
     for (const c of f.cowFiles ?? []) {
-      out.push(`  file without +C: ${printable(c.path)} (${plural(c.size, 'byte')}, ${c.extents === null ? '? extents' : plural(c.extents, 'extent')})`);
+      out.push(`  file without +C: ${printable(c.path)} (${size(c.size)}, ${c.extents === null ? '? extents' : plural(c.extents, 'extent')})`);
     }
   }
   return `${out.join('\n')}\n${summary(entries)}`;
@@ -152,7 +136,7 @@ export function statusTable(root: string, entries: Entry[]): string {
     if (lines.length === 0 && files.length === 0) continue;
     out.push('', `${printable(label(s))}  ${printable(s.path)}`, ...lines.map((l) => `  ${printable(l)}`));
     if (files.length > 0) {
-      const fileRows = [['SIZE', 'EXTENTS', 'FILE WITHOUT +C'], ...[...files].sort(byExtents).map((c) => [humanSize(c.size), c.extents === null ? '?' : String(c.extents), printable(c.path)])];
+      const fileRows = [['SIZE', 'EXTENTS', 'FILE WITHOUT +C'], ...[...files].sort(byExtents).map((c) => [size(c.size), c.extents === null ? '?' : String(c.extents), printable(c.path)])];
       out.push(...table(fileRows, new Set([0, 1])).map((l) => `  ${l}`));
     }
   }

@@ -37,6 +37,7 @@ import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import { REDUNDANT_PROFILES, TEMP_SUFFIX, refusedTarget, temporaryName as temporaryBeside } from '../facts.js';
+import { size } from '../io.js';
 
 const BTRFS_SUPER_MAGIC = 0x9123683e;
 const CHUNK = 1024 * 1024;
@@ -94,7 +95,8 @@ export async function extentCount(path: string): Promise<number | undefined> {
 
 async function dataProfile(path: string): Promise<string | undefined> {
   const result = await execa('btrfs', ['filesystem', 'df', '--', path], { reject: false });
-  return /^Data(?:\+Metadata)?, ([A-Za-z0-9]+):/m.exec(result.stdout)?.[1];
+  // Lower case, as nocow status and btrfs(8)'s own documentation spell it ("raid1", not "RAID1").
+  return /^Data(?:\+Metadata)?, ([A-Za-z0-9]+):/m.exec(result.stdout)?.[1]?.toLowerCase();
 }
 
 /**
@@ -223,18 +225,16 @@ export async function findCandidates(paths: string[], opts: MigrateOptions): Pro
     const profile = profiles.get(dir);
     const users = open.get(identity(info)) ?? [];
     if (Number(fs.type) !== BTRFS_SUPER_MAGIC) candidate.refusal = 'not on Btrfs';
-    else if (profile && REDUNDANT_PROFILES.includes(profile.toLowerCase()) && !opts.forceNocow)
+    else if (profile && REDUNDANT_PROFILES.includes(profile) && !opts.forceNocow)
       candidate.refusal = `the data profile is ${profile}: +C would remove the checksums its self-healing needs (--force-nocow overrides)`;
     else if (info.nlink > 1n) candidate.refusal = `it has ${info.nlink} hard links, which a rewrite would split`;
     else if (users.length > 0) candidate.refusal = openRefusal(users);
     else if (fs.bavail * fs.bsize < Math.max(candidate.allocated, 0) + SPACE_MARGIN)
-      candidate.refusal = `not enough free space for the copy (${mib(fs.bavail * fs.bsize)} free, ${mib(candidate.allocated + SPACE_MARGIN)} needed)`;
+      candidate.refusal = `not enough free space for the copy (${size(fs.bavail * fs.bsize)} free, ${size(candidate.allocated + SPACE_MARGIN)} needed)`;
     candidates.push(candidate);
   }
   return candidates;
 }
-
-export const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
 
 const isZero = (buffer: Buffer, length: number) => {
   for (let i = 0; i < length; i++) if (buffer[i] !== 0) return false;
