@@ -158,7 +158,7 @@ t.test('GIVEN a two-device raid1 Btrfs WHEN apply and status run with redundancy
   const skipped = '+C skipped: raid1 keeps checksums for self-healing (redundancy: force-nocow overrides)';
   t.equal((await s.out('dry')).out.split('\n')[1], `vm: ${P}: would create a subvolume with mode 0755, owner root:root; ${skipped}`);
   t.same(await s.out('keep'), {
-    out: `nocow: vm: created subvolume ${s.root}${P}\nnocow: vm: +C not set: the data profile is RAID1, and nocow would remove the checksums its self-healing needs (redundancy: force-nocow overrides)\n`,
+    out: `nocow: vm: created subvolume ${s.root}${P}\nnocow: vm: +C not set: the data profile is raid1, and nocow would remove the checksums its self-healing needs (redundancy: force-nocow overrides)\n`,
     err: '',
     rc: 0,
   });

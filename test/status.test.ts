@@ -261,3 +261,19 @@ t.test('GIVEN a terminal WHEN the report is a table THEN one row per target, and
     ].join('\n'),
   );
 });
+
+t.test('GIVEN a target path that is a regular file on Btrfs WHEN status and apply --dry-run run THEN status reports the deviation (not an inspection error, exit 1) and apply would leave it alone (exit 0)', async (t) => {
+  const s = await scenario(
+    'btrfs',
+    `mkdir -p "$R$(dirname ${P})"; echo x >"$R${P}"
+    nocow st status --root "$R"
+    nocow dry apply --dry-run --root "$R"`,
+  );
+  const st = await s.out('st');
+  t.equal(st.rc, 1, st.err);
+  t.equal(st.err, '');
+  t.match(st.out, /exists and is not a directory/);
+  const dry = await s.out('dry');
+  t.equal(dry.rc, 0, `apply would change nothing: ${dry.err}`);
+  t.match(dry.out, /nothing: it exists and is not a directory/);
+});

@@ -128,6 +128,16 @@ async function resolve(base: string, rel: string, problems: string[]): Promise<{
   return { location: resolved, escapes: null };
 }
 
+async function nearestDirectory(path: string): Promise<string> {
+  let p = path;
+  while (!(await stat(p).then((st) => st.isDirectory(), () => false))) {
+    const cut = p.lastIndexOf('/');
+    if (cut <= 0) return '/';
+    p = p.slice(0, cut);
+  }
+  return p;
+}
+
 async function nearestExisting(path: string): Promise<string> {
   let p = path;
   while (!(await exists(p))) {
@@ -336,7 +346,8 @@ export async function inspect(subject: Subject, opts: InspectOptions): Promise<F
   }
   if (facts.fstype !== 'btrfs') return facts;
 
-  const profile = dataProfile(ancestor);
+  // btrfs filesystem df wants a directory: the nearest one, when the path is a file.
+  const profile = dataProfile(await nearestDirectory(ancestor));
   if (st?.isDirectory()) {
     const [subvolume, flags, empty, parent, files, property, force] = await Promise.all([
       isSubvolume(location, st.ino),

@@ -72,7 +72,7 @@ export function renderLibrary(libTemplate: string): string {
     libTemplate,
     {
       refusedCase: refusedCasePattern(),
-      redundantCase: REDUNDANT_PROFILES.map((p) => shQuote(p.toUpperCase())).join(' | '),
+      redundantCase: REDUNDANT_PROFILES.map((p) => `${shQuote(p.toUpperCase())}) _nc_profile=${shQuote(p)} ;;`).join('\n\t'),
       nameMax: String(NAME_MAX),
       tempNew: TEMP_SUFFIX.new,
       tempOld: TEMP_SUFFIX.old,

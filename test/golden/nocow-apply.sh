@@ -456,16 +456,24 @@ nocow_convert() {
 	nocow_say "$_nc_name" "converted empty directory $_nc_path into a subvolume$_nc_new_flag"
 }
 
-# nocow_redundant DIR: true when DIR's data profile is redundant (sets _nc_profile); false when unknown.
+# nocow_redundant DIR: true when DIR's data profile is redundant (sets _nc_profile, in lower case as status spells it); false when unknown.
 nocow_redundant() {
 	command -v btrfs >/dev/null 2>&1 || return 1
 	_nc_df=$(btrfs filesystem df -- "$1" 2>/dev/null) || return 1
 	_nc_profile=${_nc_df%%:*}
 	_nc_profile=${_nc_profile#*, }
+	# One branch per redundant profile, naming it in lower case without starting tr.
 	case $_nc_profile in
-	'RAID1' | 'RAID1C3' | 'RAID1C4' | 'RAID10' | 'RAID5' | 'RAID6' | 'DUP') return 0 ;;
+	'RAID1') _nc_profile='raid1' ;;
+	'RAID1C3') _nc_profile='raid1c3' ;;
+	'RAID1C4') _nc_profile='raid1c4' ;;
+	'RAID10') _nc_profile='raid10' ;;
+	'RAID5') _nc_profile='raid5' ;;
+	'RAID6') _nc_profile='raid6' ;;
+	'DUP') _nc_profile='dup' ;;
+	*) return 1 ;;
 	esac
-	return 1
+	return 0
 }
 
 # nocow_flag_decide: true when +C should be set on _nc_target_dir now (wanted, missing, and the data profile allows it).
