@@ -1,12 +1,13 @@
 // nocow generate [ARTIFACT…]: declaration → plan → rendered artifacts → stdout or -o DIR.
 import type { Argv } from 'yargs';
 import { printable, type Io } from '../io.js';
-import { declarationOptions, outputDir, type CommandHelp, type DeclarationArgs } from '../cli-options.js';
+import { declarationOptions, outputDir, single, type CommandHelp, type DeclarationArgs } from '../cli-options.js';
 import { ARTIFACTS, DEFAULT_ARTIFACTS, type Artifact } from '../plan.js';
 
 export interface GenerateArgs extends DeclarationArgs {
   artifacts: Artifact[];
   output?: string;
+  'kickstart-log'?: string;
 }
 
 export const command = 'generate [artifacts..]';
@@ -23,6 +24,7 @@ export const help: CommandHelp = {
     ['nocow generate -c nocow.yaml -o build/', 'Artifacts for your own declaration, as files under build/'],
     ['nocow generate tmpfiles user-tmpfiles -p libvirt -p gnome-boxes', 'Two profiles combined, tmpfiles.d snippets only'],
     ['nocow generate macros -o /usr/lib/rpm/macros.d', 'The RPM macro file: specs then write %nocow_posttrans PATH'],
+    ['nocow generate kickstart -o ks/ --kickstart-log /root/nocow-post.log', 'Kickstart sections whose output Anaconda logs to the installed system'],
   ],
   exitStatus: [
     [0, 'done'],
@@ -46,6 +48,14 @@ export function builder(yargs: Argv): Argv<GenerateArgs> {
       type: 'string',
       requiresArg: true,
       coerce: outputDir,
+    })
+    .option('kickstart-log', {
+      describe:
+        'Kickstart sections only: log their output to FILE, a path in the installed system (%post --log=FILE; /mnt/sysroot/FILE for --nochroot). ' +
+        'No --erroronfail is offered: the sections exit 0 by design, so a directory left without +C never aborts an installation',
+      type: 'string',
+      requiresArg: true,
+      coerce: single,
     }) as unknown as Argv<GenerateArgs>;
 }
 
@@ -61,7 +71,8 @@ export async function run(args: GenerateArgs, io: Io): Promise<number> {
   const declaration = await loadDeclaration({ profiles: args.profile, configs: args.config });
   // Planned before the templates are read: an artifact the declaration cannot produce is a
   // usage error (status 2) whatever the state of the installation.
-  const plan = planArtifacts(declaration, args.artifacts, await packageVersion());
+  const kickstartLog = args['kickstart-log'];
+  const plan = planArtifacts(declaration, args.artifacts, await packageVersion(), kickstartLog === undefined ? {} : { kickstartLog });
   const files = renderPlan(plan, await loadTemplates());
   if (args.output === undefined) {
     io.out(concatenate(files));
