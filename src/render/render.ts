@@ -3,6 +3,7 @@ import ejs from 'ejs';
 import type { Target } from '../declaration/types.js';
 import type { Plan, PlannedFile, TemplateName } from '../plan.js';
 import { LOCK_DIR, NAME_MAX, OPT_OUT_PREFIX, REDUNDANT_PROFILES, REFUSED_SYSTEM_TARGETS, TEMP_SUFFIX } from '../facts.js';
+import { shippedShell } from './ship.js';
 import { assertKickstartSection, commentSafe, rpmEscape, rpmMacroBody, shQuote, tmpfilesGlobPath, tmpfilesHomeGlobPath, tmpfilesHomePath, tmpfilesQuote } from './escape.js';
 
 export interface Templates {
@@ -68,7 +69,7 @@ export function luaStringList(values: readonly string[]): string {
 
 /** The shell library with the facts of src/facts.ts in place: every artifact embeds exactly this text. */
 export function renderLibrary(libTemplate: string): string {
-  return render(
+  return shippedShell(render(
     libTemplate,
     {
       refusedCase: refusedCasePattern(),
@@ -80,12 +81,15 @@ export function renderLibrary(libTemplate: string): string {
       optOutPrefix: OPT_OUT_PREFIX,
     },
     shQuote,
-  );
+  ));
 }
 
 function shellBody(templates: Templates, targets: Target[], root: string): string {
   return render(templates.body, { lib: renderLibrary(templates.lib), root, targets }, shQuote);
 }
+
+/** The marker of a shell artifact also names the library's readable source, which it ships without comments. */
+export const SHELL_SOURCE_NOTE = ' Its shell library is templates/nocow-lib.sh.ejs of nocow-kit, shipped without comments.';
 
 /**
  * rpm (4.14 to 4.18 at least) reads one definition of a macro file into a 16 KiB buffer
@@ -101,29 +105,33 @@ export const RPM_MACRO_DEFINITION_MAX = 8192;
 export function rpmLibraryMacros(lib: string, prefix = '_nocow_lib'): { definitions: string; references: string } {
   const define = (i: number, text: string) => `%${prefix}${i + 1} ${rpmMacroBody(rpmEscape(text))}`;
   const fits = (definition: string) => Buffer.byteLength(definition) <= RPM_MACRO_DEFINITION_MAX;
-  // rpm trims blanks around a body, so a cut falls at a blank line between two unindented lines.
+  // rpm trims blanks around a body, so a cut falls between two lines where neither side has a
+  // blank to lose: the line before ends in none, the line after starts with none (nor is empty).
+  const lines = lib.replace(/\n+$/, '').split('\n');
   const pieces: string[] = [];
-  for (const paragraph of lib.replace(/\n+$/, '').split('\n\n')) {
+  for (const line of lines) {
     const last = pieces.length - 1;
-    if (last >= 0 && (/\s$/.test(pieces[last]!) || /^\s/.test(paragraph))) pieces[last] += `\n\n${paragraph}`;
-    else pieces.push(paragraph);
+    if (last >= 0 && (/\s$/.test(pieces[last]!) || /^\s/.test(line) || line === '' || pieces[last]!.endsWith('\n'))) pieces[last] += `\n${line}`;
+    else pieces.push(line);
   }
   const chunks: string[] = [];
   for (const piece of pieces) {
     const last = chunks.length - 1;
-    if (last >= 0 && fits(define(last, `${chunks[last]}\n\n${piece}`))) chunks[last] += `\n\n${piece}`;
+    if (last >= 0 && fits(define(last, `${chunks[last]}\n${piece}`))) chunks[last] += `\n${piece}`;
     else chunks.push(piece);
   }
   const definitions = chunks.map((chunk, i) => {
     if (!fits(define(i, chunk))) throw new Error(`rpm macro file: %${prefix}${i + 1} would exceed ${RPM_MACRO_DEFINITION_MAX} bytes`);
     return define(i, chunk);
   });
-  return { definitions: definitions.join('\n'), references: chunks.map((_, i) => `%{${prefix}${i + 1}}`).join('\\\n\\\n') };
+  // Each `\` line break in a macro file's body is one line break of the expansion: the one at the cut.
+  return { definitions: definitions.join('\n'), references: chunks.map((_, i) => `%{${prefix}${i + 1}}`).join('\\\n') };
 }
 
 export function renderFile(plan: Plan, planned: PlannedFile, templates: Templates): RenderedFile {
   const template = templates.files[planned.template];
-  const marker = markerComment(plan, planned.targets);
+  const shell = planned.template === 'posttrans.spec' || planned.template === 'apply.sh' || planned.template.startsWith('kickstart-');
+  const marker = `${markerComment(plan, planned.targets)}${shell ? SHELL_SOURCE_NOTE : ''}`;
   const fileName = planned.file.slice(planned.file.lastIndexOf('/') + 1);
   const root = SHELL_ROOT[planned.template];
   let content: string;
