@@ -1,8 +1,9 @@
 // Declaration → plan: which files to produce, from which targets, with which root.
 // Pure data; rendering and writing come after.
 import type { Declaration, Target } from './declaration/types.js';
+import { defragWant } from './defrag/policy.js';
 
-export const ARTIFACTS = ['posttrans', 'kickstart', 'tmpfiles', 'user-tmpfiles', 'hook', 'macros'] as const;
+export const ARTIFACTS = ['posttrans', 'kickstart', 'tmpfiles', 'user-tmpfiles', 'hook', 'macros', 'defrag-timer', 'user-defrag-timer'] as const;
 export type Artifact = (typeof ARTIFACTS)[number];
 
 /** Produced when no artifact is named: those the packager and installer paths need. */
@@ -16,7 +17,9 @@ export type TemplateName =
   | 'tmpfiles.conf'
   | 'user-tmpfiles.conf'
   | 'apply.sh'
-  | 'macros.nocow';
+  | 'macros.nocow'
+  | 'defrag.service'
+  | 'defrag.timer';
 
 export interface PlannedFile {
   artifact: Artifact;
@@ -81,7 +84,25 @@ function filesFor(artifact: Artifact, system: Target[], user: Target[]): Planned
       return system.map((t) => file(artifact, `tmpfiles.d/nocow-${t.name}.conf`, 'tmpfiles.conf', [t]));
     case 'user-tmpfiles':
       return user.map((t) => file(artifact, `user-tmpfiles.d/nocow-${t.name}.conf`, 'user-tmpfiles.conf', [t]));
+    case 'defrag-timer':
+    case 'user-defrag-timer': {
+      // One service and its timer for every target nocow defrag may work on, where systemd installs units of that scope.
+      const dir = artifact === 'defrag-timer' ? 'systemd/system' : 'systemd/user';
+      const wanted = (artifact === 'defrag-timer' ? system : user).filter((t) => defragWant(t) !== 'never');
+      return wanted.length === 0
+        ? []
+        : [file(artifact, `${dir}/nocow-defrag.service`, 'defrag.service', wanted), file(artifact, `${dir}/nocow-defrag.timer`, 'defrag.timer', wanted)];
+    }
   }
+}
+
+/** What an artifact named on the command line needs of the declaration, when it has nothing to produce. */
+function needs(artifact: Artifact): string {
+  if (artifact === 'defrag-timer' || artifact === 'user-defrag-timer') {
+    const scope = artifact === 'defrag-timer' ? 'system' : 'user';
+    return `a target of scope ${scope} that nocow defrag works on (defrag: on, or auto unless nocow: true with redundancy: force-nocow)`;
+  }
+  return `a target of scope ${artifact === 'user-tmpfiles' ? 'user' : 'system'}`;
 }
 
 export function planArtifacts(declaration: Declaration, requested: readonly Artifact[], version: string, options: PlanOptions = {}): Plan {
@@ -97,8 +118,7 @@ export function planArtifacts(declaration: Declaration, requested: readonly Arti
   for (const artifact of artifacts) {
     const produced = filesFor(artifact, system, user);
     if (explicit && produced.length === 0) {
-      const needs = artifact === 'user-tmpfiles' ? 'user' : 'system';
-      throw new PlanError(`artifact ${artifact} needs a target of scope ${needs}; the declaration (${declaration.sources.join(', ')}) has none`);
+      throw new PlanError(`artifact ${artifact} needs ${needs(artifact)}; the declaration (${declaration.sources.join(', ')}) has none`);
     }
     files.push(...produced);
   }

@@ -14,6 +14,8 @@ const FILE_TEMPLATES: readonly TemplateName[] = [
   'user-tmpfiles.conf',
   'apply.sh',
   'macros.nocow',
+  'defrag.service',
+  'defrag.timer',
 ];
 
 const read = (name: string) => readFile(join(TEMPLATE_DIR, name), 'utf8');

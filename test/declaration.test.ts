@@ -25,6 +25,7 @@ function target(overrides: Partial<Target> = {}): Target {
     user: 'root',
     group: 'root',
     redundancy: 'keep-checksums',
+    defrag: 'auto',
     source: SOURCE,
     ...overrides,
   };
@@ -54,6 +55,7 @@ t.test('validate', async (t) => {
       user: 'mysql',
       group: '27',
       redundancy: 'force-nocow',
+      defrag: 'on',
     } as const;
     const result = validateDeclaration({ targets: [fields] }, 'profile:x', 'whatever');
     t.same(result.problems, []);
@@ -199,12 +201,25 @@ t.test('validate', async (t) => {
     for (const nocow of [true, false]) t.same(one({ name: 'vm', path: '/srv/vm', nocow }).problems, []);
   });
 
+  t.test('GIVEN the defrag setting WHEN validated THEN auto, on and off pass, auto by default, and anything else is one line listing them', async (t) => {
+    t.equal(one({ name: 'vm', path: '/srv/vm' }).targets[0]?.defrag, 'auto');
+    for (const defrag of ['auto', 'on', 'off'] as const) t.strictSame(one({ name: 'vm', path: '/srv/vm', defrag }).targets, [target({ defrag })]);
+    for (const defrag of ['yes', 'On', '', true, false, 1, null]) {
+      t.strictSame(
+        one({ name: 'vm', path: '/srv/vm', defrag }).problems,
+        [`nocow.yaml: targets[0].defrag: ${JSON.stringify(defrag)} is not allowed; expected one of: auto, on, off`],
+        `rejects ${JSON.stringify(defrag)}`,
+      );
+    }
+    t.strictSame(one({ name: 'b', scope: 'user', path: '~/b', defrag: 'on', nocow: false }).targets[0]?.defrag, 'on', 'user scope too');
+  });
+
   t.test('GIVEN unknown keys WHEN validated THEN each is one problem at top level or per target', async (t) => {
     const result = validateDeclaration({ target: [], targets: [{ name: 'vm', path: '/srv/vm', colour: 'red', 'odd key': 1 }] }, SOURCE, FILE);
     t.strictSame(result.problems, [
       'nocow.yaml: target: unknown field; expected one of: targets',
-      'nocow.yaml: targets[0].colour: unknown field; expected one of: name, path, scope, subvolume, nocow, mode, user, group, redundancy',
-      'nocow.yaml: targets[0]["odd key"]: unknown field; expected one of: name, path, scope, subvolume, nocow, mode, user, group, redundancy',
+      'nocow.yaml: targets[0].colour: unknown field; expected one of: name, path, scope, subvolume, nocow, mode, user, group, redundancy, defrag',
+      'nocow.yaml: targets[0]["odd key"]: unknown field; expected one of: name, path, scope, subvolume, nocow, mode, user, group, redundancy, defrag',
     ]);
     t.same(result.targets, []);
   });
@@ -250,7 +265,7 @@ t.test('validate', async (t) => {
       'nocow.yaml: targets[1].path: "rel" is not allowed; expected an absolute path starting with "/"',
       'nocow.yaml: targets[1].subvolume: "yes" is not allowed; expected one of: auto, never',
       'nocow.yaml: targets[1].mode: 700 is not allowed; expected a string of 3 or 4 octal digits; quote it, e.g. "0700" (YAML 1.2 reads 0700 as the decimal number 700)',
-      'nocow.yaml: targets[2].extra: unknown field; expected one of: name, path, scope, subvolume, nocow, mode, user, group, redundancy',
+      'nocow.yaml: targets[2].extra: unknown field; expected one of: name, path, scope, subvolume, nocow, mode, user, group, redundancy, defrag',
     ]);
     t.same(result.targets.map((x) => x.name), ['ok', 'ok3']);
   });
@@ -313,6 +328,17 @@ t.test('combine', async (t) => {
     t.equal(declaration.targets.length, 1);
   });
 
+  t.test('GIVEN one target with another defrag setting in a second source WHEN combined THEN it is a conflict naming the setting', async (t) => {
+    const { declaration, problems } = combineSources([
+      { source: 'profile:libvirt', targets: [target({ name: 'libvirt', source: 'profile:libvirt' })] },
+      { source: 'config:x.yaml', targets: [target({ name: 'libvirt', defrag: 'off', source: 'config:x.yaml' })] },
+    ]);
+    t.strictSame(problems, [
+      'target "libvirt" is declared differently in profile:libvirt and config:x.yaml: defrag ("auto" vs "off"); declare it once, or rename one of them',
+    ]);
+    t.equal(declaration.targets[0]?.defrag, 'auto', 'the first declaration is kept');
+  });
+
   t.test('GIVEN one path under two names WHEN combined THEN the problem names both targets and sources', async (t) => {
     const { problems } = combineSources([
       { source: 'profile:libvirt', targets: [target({ name: 'libvirt', source: 'profile:libvirt' })] },
@@ -335,7 +361,7 @@ t.test('combine', async (t) => {
 
 t.test('profiles', async (t) => {
   t.test('GIVEN the built-in profiles WHEN read THEN each is the documented target', async (t) => {
-    const common = { subvolume: 'auto', nocow: true, redundancy: 'keep-checksums' } as const;
+    const common = { subvolume: 'auto', nocow: true, redundancy: 'keep-checksums', defrag: 'auto' } as const;
     t.equal(DEFAULT_PROFILE, 'libvirt');
     t.strictSame(BUILTIN_PROFILES, {
       libvirt: { name: 'libvirt', path: '/var/lib/libvirt/images', scope: 'system', mode: '0711', user: 'root', group: 'root', ...common },
@@ -418,6 +444,7 @@ t.test('load', async (t) => {
         '    scope: user',
         '    path: ~/.cache/vm',
         '    subvolume: never',
+        '    defrag: off',
         '',
       ].join('\n'),
       'db.json': JSON.stringify({ targets: [{ name: 'db', path: '/srv/db', nocow: false, redundancy: 'force-nocow' }] }),
@@ -429,7 +456,7 @@ t.test('load', async (t) => {
       sources: [`config:${yamlFile}`, `config:${jsonFile}`],
       targets: [
         target({ name: 'images', path: '/srv/vm images', mode: '0711', user: 'qemu', group: '107', source: `config:${yamlFile}` }),
-        target({ name: 'cache', scope: 'user', path: '~/.cache/vm', subvolume: 'never', user: '-', group: '-', source: `config:${yamlFile}` }),
+        target({ name: 'cache', scope: 'user', path: '~/.cache/vm', subvolume: 'never', user: '-', group: '-', defrag: 'off', source: `config:${yamlFile}` }),
         target({ name: 'db', path: '/srv/db', nocow: false, redundancy: 'force-nocow', source: `config:${jsonFile}` }),
       ],
     });

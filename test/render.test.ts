@@ -3,7 +3,8 @@ import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Target } from '../src/declaration/types.js';
 import { ARTIFACTS, planArtifacts } from '../src/plan.js';
-import { markerComment, renderPlan } from '../src/render/render.js';
+import { defragCommandLine, markerComment, renderPlan } from '../src/render/render.js';
+import { unitExecHomeWord, unitExecWord, unitPathValue } from '../src/render/escape.js';
 import { loadTemplates } from '../src/templates.js';
 
 // Golden files: test/golden/<file>. After an intended change, regenerate them with
@@ -43,10 +44,14 @@ t.test('GIVEN a declaration using every option WHEN every artifact is rendered T
       'user-tmpfiles.d/nocow-boxes.conf',
       'nocow-apply.sh',
       'macros.nocow',
+      'systemd/system/nocow-defrag.service',
+      'systemd/system/nocow-defrag.timer',
+      'systemd/user/nocow-defrag.service',
+      'systemd/user/nocow-defrag.timer',
     ],
   );
   for (const f of files) {
-    const path = join(GOLDEN, f.file.replace('/', '__'));
+    const path = join(GOLDEN, f.file.replaceAll('/', '__'));
     if (process.env.UPDATE_GOLDEN) {
       await mkdir(GOLDEN, { recursive: true });
       await writeFile(path, f.content);
@@ -93,4 +98,54 @@ t.test('GIVEN user-scope targets only WHEN a system artifact is requested THEN p
 t.test('GIVEN a source name with a line break WHEN it reaches the marker THEN the marker stays one comment line', async (t) => {
   const marker = markerComment({ tool: 'nocow-kit', version: '1', sources: [], files: [] }, [{ ...base, source: 'config:a\n%post\nb' }]);
   t.equal(marker.split('\n').length, 1);
+});
+
+t.test('GIVEN values with quotes, backslashes, % and $ WHEN written as unit file words THEN each is one double-quoted word systemd reads back as the value', async (t) => {
+  t.equal(unitExecWord('/srv/vm images'), '"/srv/vm images"');
+  t.equal(unitExecWord(`/srv/"q" it's`), `"/srv/\\"q\\" it's"`);
+  t.equal(unitExecWord('/srv/a\\b\\'), '"/srv/a\\\\b\\\\"', 'a trailing backslash stays inside the quotes');
+  t.equal(unitExecWord('/srv/100%h'), '"/srv/100%%h"', 'no specifier');
+  t.equal(unitExecWord('/srv/$HOME/${X}'), '"/srv/$$HOME/$${X}"', 'no variable substitution');
+  t.equal(unitExecWord('/srv/;'), '"/srv/;"');
+  t.equal(unitExecHomeWord('~/VM images/100% "x"'), '"%h/VM images/100%% \\"x\\""', '%h stays a specifier');
+  t.equal(unitPathValue("/srv/vm images/$(x)/it's 100%"), "/srv/vm images/$(x)/it's 100%%", 'Condition values: only specifiers');
+  t.equal(unitPathValue('~/VM images'), '%h/VM images');
+  for (const path of ['/srv/vm ', '/srv/vm\\', '~/vm\t']) t.equal(unitPathValue(path), undefined, `${JSON.stringify(path)} cannot end a unit file line`);
+});
+
+t.test('GIVEN targets with each defrag setting WHEN the defrag-timer units are planned THEN only those nocow defrag works on are in them, --if-redundant where it depends on the data profile', async (t) => {
+  const targets: Target[] = [
+    { ...base, name: 'auto', path: '/srv/auto' },
+    { ...base, name: 'cow', path: '/srv/cow', nocow: false },
+    { ...base, name: 'on', path: '/srv/on', redundancy: 'force-nocow', defrag: 'on' },
+    { ...base, name: 'forced', path: '/srv/forced', redundancy: 'force-nocow' },
+    { ...base, name: 'off', path: '/srv/off', nocow: false, defrag: 'off' },
+  ];
+  t.equal(defragCommandLine(targets.slice(0, 3)), '/usr/bin/nocow defrag --ignore-missing --if-redundant "/srv/auto" "/srv/cow" "/srv/on"');
+  const files = renderPlan(planArtifacts({ sources: ['config:x'], targets }, ['defrag-timer'], '1'), await loadTemplates());
+  t.same(files.map((f) => f.file), ['systemd/system/nocow-defrag.service', 'systemd/system/nocow-defrag.timer']);
+  const service = files[0]!.content;
+  t.match(service, /^ExecStart=\/usr\/bin\/nocow defrag --ignore-missing --if-redundant "\/srv\/auto" "\/srv\/cow" "\/srv\/on"$/m);
+  t.same(service.match(/^ConditionPathIsDirectory=.*$/gm), ['ConditionPathIsDirectory=|/srv/auto', 'ConditionPathIsDirectory=|/srv/cow', 'ConditionPathIsDirectory=|/srv/on']);
+  t.notMatch(service, /forced|off/, 'defrag: off, and auto with redundancy: force-nocow, are left out');
+  t.match(service, /^CPUSchedulingPolicy=idle$/m);
+  t.match(service, /^IOSchedulingClass=idle$/m);
+  t.match(files[1]!.content, /^\[Timer\]\nOnCalendar=weekly\nRandomizedDelaySec=6h\nPersistent=true\n/m);
+  t.throws(
+    () => planArtifacts({ sources: ['config:x'], targets: targets.slice(3) }, ['defrag-timer'], '1'),
+    /^artifact defrag-timer needs a target of scope system that nocow defrag works on \(defrag: on, or auto unless nocow: true with redundancy: force-nocow\); the declaration \(config:x\) has none$/,
+  );
+  t.throws(() => planArtifacts({ sources: ['config:x'], targets }, ['user-defrag-timer'], '1'), /user-defrag-timer needs a target of scope user/);
+  t.same(planArtifacts({ sources: ['config:x'], targets }, [], '1').files.filter((f) => f.artifact.includes('defrag')), [], 'not in the default set');
+});
+
+t.test('GIVEN a path ending in a blank WHEN the defrag-timer service is rendered THEN it has no ConditionPathIsDirectory= at all, and says why', async (t) => {
+  const targets: Target[] = [
+    { ...base, name: 'a', path: '/srv/a' },
+    { ...base, name: 'b', path: '/srv/b ' },
+  ];
+  const [service] = renderPlan(planArtifacts({ sources: ['config:x'], targets }, ['defrag-timer'], '1'), await loadTemplates());
+  t.notMatch(service!.content, /^ConditionPathIsDirectory=/m, 'a lone condition would keep the other path from ever running');
+  t.match(service!.content, /^# No ConditionPathIsDirectory=: a path ends in a blank or a backslash/m);
+  t.match(service!.content, /^ExecStart=.* "\/srv\/b "$/m);
 });

@@ -25,6 +25,7 @@ function profile(
     user: owner,
     group: owner,
     redundancy: 'keep-checksums',
+    defrag: 'auto',
   };
 }
 

@@ -4,6 +4,12 @@ export type Scope = 'system' | 'user';
 export type SubvolumePolicy = 'auto' | 'never';
 /** What to do on a redundant data profile (raid1, dup, …), where +C would drop the checksums self-healing needs. */
 export type RedundancyPolicy = 'keep-checksums' | 'force-nocow';
+/**
+ * Whether `nocow defrag` (and the defrag-timer units) defragment the target's files. `auto`: where
+ * they keep copy-on-write: `nocow: false`, or `nocow: true` with `redundancy: keep-checksums` on a
+ * redundant data profile (told at run time), where +C is skipped to keep the checksums.
+ */
+export type DefragPolicy = 'auto' | 'on' | 'off';
 
 export interface Target {
   /** Used in file names (tmpfiles snippet nocow-NAME.conf, the opt-out) and in log lines. */
@@ -19,6 +25,8 @@ export interface Target {
   user: string;
   group: string;
   redundancy: RedundancyPolicy;
+  /** Always set by validation; absent (in targets built in code) means `auto`. */
+  defrag?: DefragPolicy;
   /** Where the target was declared: `profile:NAME` or `config:FILE` (as given on the command line). */
   source: string;
 }

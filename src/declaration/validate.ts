@@ -10,7 +10,7 @@ export interface ValidationResult {
   problems: string[];
 }
 
-const TARGET_KEYS = ['name', 'path', 'scope', 'subvolume', 'nocow', 'mode', 'user', 'group', 'redundancy'] as const;
+const TARGET_KEYS = ['name', 'path', 'scope', 'subvolume', 'nocow', 'mode', 'user', 'group', 'redundancy', 'defrag'] as const;
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const MODE_RE = /^[0-7]{3,4}$/;
@@ -115,6 +115,7 @@ function targetSchema(scope: Scope) {
       redundancy: z
         .enum(['keep-checksums', 'force-nocow'], { error: oneOf(['keep-checksums', 'force-nocow']) })
         .default('keep-checksums'),
+      defrag: z.enum(['auto', 'on', 'off'], { error: oneOf(['auto', 'on', 'off']) }).default('auto'),
     },
     { error: EXPECT.target },
   );
@@ -215,6 +216,7 @@ export function validateDeclaration(raw: unknown, source: string, file: string):
       user: t.user,
       group: t.group,
       redundancy: t.redundancy,
+      defrag: t.defrag,
       source,
     });
   });

@@ -108,3 +108,30 @@ export function tmpfilesProblem(path: string): string | undefined {
   const where = user ? ' after the home directory' : '';
   return `a path that systemd-tmpfiles can carry: at most ${TMPFILES_PATH_MAX} bytes${where} once each \\ * ? [ ] { } , in it is escaped with a \\ for its h line (this one takes ${bytes})`;
 }
+
+/**
+ * One word of a systemd unit's command line (ExecStart=), as systemd.service(5) "Command lines"
+ * reads it: always double-quoted, so blanks, quotes and a lone `;` stay in the word; inside, `\`
+ * and `"` get a backslash (the C-style escapes of systemd.syntax(7) "Quoting"), `%` doubles (a
+ * specifier otherwise) and `$` doubles (environment variable substitution otherwise).
+ */
+export function unitExecWord(value: unknown): string {
+  return `"${String(value).replace(/[\\"]/g, (c) => `\\${c}`).replace(/[%$]/g, (c) => c + c)}"`;
+}
+
+/** A user-scope path (`~/rest`) as one ExecStart= word: `%h` stays a specifier (the home), the rest is literal. */
+export function unitExecHomeWord(path: string): string {
+  return `"%h${unitExecWord(path.replace(/^~/, '')).slice(1)}`;
+}
+
+/**
+ * A path as the value of a unit file's path setting, such as ConditionPathIsDirectory=: taken as
+ * written, with specifiers (so `%` doubles) but no quoting and no C-style escapes; undefined when
+ * the unit file syntax cannot carry it: the parser strips blanks at the end of a line, and a line
+ * ending in `\` continues on the next. A user-scope path (`~/rest`) becomes `%h/rest`.
+ */
+export function unitPathValue(path: string): string | undefined {
+  if (/[\s\\]$/.test(path)) return undefined;
+  const literal = path.replace(/%/g, '%%');
+  return path.startsWith('~') ? `%h${literal.slice(1)}` : literal;
+}

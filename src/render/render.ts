@@ -5,6 +5,8 @@ import type { Plan, PlannedFile, TemplateName } from '../plan.js';
 import { LOCK_DIR, NAME_MAX, OPT_OUT_PREFIX, REDUNDANT_PROFILES, REFUSED_SYSTEM_TARGETS, TEMP_SUFFIX } from '../facts.js';
 import { shippedShell } from './ship.js';
 import { assertKickstartSection, commentSafe, rpmEscape, rpmMacroBody, shQuote, tmpfilesGlobPath, tmpfilesHomeGlobPath, tmpfilesHomePath, tmpfilesQuote } from './escape.js';
+import { unitExecHomeWord, unitExecWord, unitPathValue } from './escape.js';
+import { defragWant } from '../defrag/policy.js';
 
 export interface Templates {
   /** The shell library, templates/nocow-lib.sh.ejs (before the facts are filled in: see renderLibrary). */
@@ -128,6 +130,32 @@ export function rpmLibraryMacros(lib: string, prefix = '_nocow_lib'): { definiti
   return { definitions: definitions.join('\n'), references: chunks.map((_, i) => `%{${prefix}${i + 1}}`).join('\\\n') };
 }
 
+/** Where the defrag-timer units run the command from (where the nocow-kit RPM installs it). */
+export const NOCOW_BIN = '/usr/bin/nocow';
+
+/**
+ * The ExecStart= command line of nocow-defrag.service: each target's path as one word (`%h/…` for
+ * user scope), after --if-redundant where its defrag: auto depends on the data profile found at run time.
+ */
+export function defragCommandLine(targets: Target[]): string {
+  const words = targets.flatMap((t) => {
+    const word = t.scope === 'user' ? unitExecHomeWord(t.path) : unitExecWord(t.path);
+    return defragWant(t) === 'if-redundant' ? ['--if-redundant', word] : [word];
+  });
+  return [NOCOW_BIN, 'defrag', '--ignore-missing', ...words].join(' ');
+}
+
+function defragUnitData(marker: string, targets: Target[]): Record<string, unknown> {
+  const values = targets.map((t) => unitPathValue(t.path));
+  return {
+    marker,
+    user: targets.some((t) => t.scope === 'user'),
+    // ConditionPathIsDirectory=| lines: run when any path is there. All or none, or a path without one would never run.
+    conditions: values.every((v) => v !== undefined) ? values : null,
+    execStart: defragCommandLine(targets),
+  };
+}
+
 export function renderFile(plan: Plan, planned: PlannedFile, templates: Templates): RenderedFile {
   const template = templates.files[planned.template];
   const shell = planned.template === 'posttrans.spec' || planned.template === 'apply.sh' || planned.template.startsWith('kickstart-');
@@ -176,6 +204,10 @@ export function renderFile(plan: Plan, planned: PlannedFile, templates: Template
         { marker, fileName, targets: planned.targets, homePath: tmpfilesHomePath, homeGlobPath: tmpfilesHomeGlobPath },
         tmpfilesQuote,
       );
+      break;
+    case 'defrag.service':
+    case 'defrag.timer':
+      content = render(template, defragUnitData(marker, planned.targets), unitExecWord);
       break;
   }
   return { file: planned.file, artifact: planned.artifact, content, executable: planned.executable };
