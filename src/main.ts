@@ -10,6 +10,7 @@ import * as generate from './commands/generate.js';
 import * as statusCommand from './commands/status.js';
 import * as apply from './commands/apply.js';
 import * as migrate from './commands/migrate.js';
+import * as convert from './commands/convert.js';
 import * as defrag from './commands/defrag.js';
 import * as completion from './commands/completion.js';
 
@@ -23,7 +24,7 @@ export interface CommandModule {
 }
 
 /** Every command, in the order --help, the man page and the error for an unknown command list them. */
-export const COMMANDS: readonly CommandModule[] = [generate, statusCommand, apply, migrate, defrag, completion];
+export const COMMANDS: readonly CommandModule[] = [generate, statusCommand, apply, migrate, convert, defrag, completion];
 
 /** The commands that act on a declaration: those the error for an unknown or missing command names. */
 export const MAIN_COMMANDS = ['generate', 'status', 'apply', 'migrate'] as const;

@@ -36,6 +36,11 @@ function compressionWords(f: Facts, path: string): { block: string | null; note:
   return { block, note };
 }
 
+/** The command that makes a filled directory a subvolume, its path quoted for a shell where it needs it. */
+function convertCommand(path: string): string {
+  return `nocow convert ${/^[A-Za-z0-9/._+,:@%=-]+$/.test(path) ? path : `'${path.replaceAll("'", `'\\''`)}'`}`;
+}
+
 function optOutNote(f: Facts): string | null {
   if (!f.optOut) return null;
   return f.optOut.by === 'env' ? 'opted out by NOCOW_DISABLE=1' : `opted out by the masked ${f.optOut.file}`;
@@ -76,7 +81,7 @@ export function judge(s: Subject, f: Facts): Judgement {
             ? `not a subvolume: a mount point${hint('nocow apply does not convert one')}`
             : f.empty
               ? `not a subvolume${hint(f.btrfsProgs ? 'empty: nocow apply converts it' : 'empty, but nocow apply needs btrfs-progs to convert it')}`
-              : `not a subvolume, and not empty${hint('nocow apply never moves data, so it stays a plain directory')}`,
+              : `not a subvolume, and not empty${hint(`${convertCommand(f.location ?? s.path)} makes it one; nocow apply never moves data`, `${convertCommand(f.location ?? s.path)} makes it one`)}`,
         );
       }
       const compression = compressionWords(f, f.location ?? s.path);

@@ -1,0 +1,231 @@
+// nocow convert PATH…: make filled plain directories subvolumes (+C as declared) by a verified copy
+// and two renames, on request (see src/convert/convert.ts for the steps and the crash states).
+import type { Argv } from 'yargs';
+import { realpath } from 'node:fs/promises';
+import { lstatSync } from 'node:fs';
+import { printable, size, type Io } from '../io.js';
+import { declarationOptions, exactPath, jsonOption, type CommandHelp, type DeclarationArgs } from '../cli-options.js';
+import { TEMP_SUFFIX, temporaryName } from '../facts.js';
+import type { ConvertContext, Outcome, Progress } from '../convert/convert.js';
+import type { Subject } from '../inspect/subject.js';
+
+export interface ConvertArgs extends DeclarationArgs {
+  paths: string[];
+  'force-nocow': boolean;
+  'dry-run': boolean;
+  json: boolean;
+}
+
+export const command = 'convert <paths..>';
+export const describe = 'Make filled plain directories subvolumes (+C as declared) by a verified copy, on request';
+
+export const help: CommandHelp = {
+  notes: [
+    'nocow apply never moves data, so a directory that already holds files stays a plain directory; convert makes it a subvolume. ' +
+      'A new subvolume beside PATH (PATH.nocow-new), with +C while empty where +C is declared, receives a copy of every entry, ' +
+      'without reflinks, keeping holes, preallocation, hard links, symlinks, special files, owners, modes, times, xattrs, ACLs and SELinux labels; ' +
+      'the copy is verified entry by entry (SHA-256 of every file read back, metadata compared) and swapped in by two renames ' +
+      '(PATH to PATH.nocow-old, the copy to PATH); the old tree is removed last. It needs room for a second copy meanwhile.',
+    'Killed at any point, nothing is lost and running it again finishes or undoes what was left. It holds the root lock of every ' +
+      'nocow run (flock on /) while it works. It refuses a PATH holding a file some process has open or mapped, or a loop device is attached to ' +
+      '(stop VMs and databases first), a nested subvolume or mount point, a hard link to outside, too little free space, and a redundant data profile ' +
+      '(raid1, dup…) where +C is wanted unless --force-nocow; system paths (/etc, /usr…) are never converted.',
+    'A PATH a declared target names (--profile, --config; default: libvirt) gets that target\'s nocow and redundancy settings; ' +
+      'any other directory gets +C (nocow: true, redundancy: keep-checksums).',
+  ],
+  examples: [
+    ['nocow convert /var/lib/libvirt/images', 'Make the libvirt images directory a +C subvolume, its files kept'],
+    ['nocow convert -n /srv/vm /srv/db', 'Only say what would be done, and what would be refused'],
+    ['nocow convert -p mariadb /var/lib/mysql', 'As the mariadb profile declares that directory'],
+    ['nocow convert --json /srv/vm | jq -r ".targets[0].result"', 'The outcome per PATH, as JSON'],
+  ],
+  exitStatus: [
+    [0, 'every PATH converted, or already a subvolume (--dry-run: each would be converted, or needs nothing)'],
+    [1, 'some PATH refused or failed (nothing lost; the line says why), converted with its old tree kept, or not run as root'],
+    [2, 'bad arguments or declaration, or a PATH missing, not a directory, or refused; nothing is done'],
+  ],
+};
+
+export function builder(yargs: Argv): Argv<ConvertArgs> {
+  const options = declarationOptions(
+    yargs.positional('paths', {
+      describe: 'Directories to make subvolumes, with their files',
+      type: 'string',
+      array: true,
+      // Required: no "[default: []]" in --help.
+      default: undefined,
+    }),
+  )
+    .option('force-nocow', { type: 'boolean', default: false, describe: 'Convert with +C even on a redundant data profile (raid1, dup…), giving up checksums' })
+    .option('dry-run', { alias: 'n', type: 'boolean', default: false, describe: 'Check each PATH and say what would be done, or why it would be refused' });
+  return jsonOption(options, 'Print the outcome per PATH as one JSON object instead of the lines') as unknown as Argv<ConvertArgs>;
+}
+
+/** One PATH in --json. */
+export interface TargetReport {
+  path: string;
+  /** The declared target it is, or null. */
+  name: string | null;
+  result: Outcome['result'];
+  reason: string | null;
+  files: number;
+  bytes: number;
+}
+
+const exists = (path: string) => lstatSync(path, { throwIfNoEntry: false });
+
+export async function run(args: ConvertArgs, io: Io): Promise<number> {
+  const [{ resolveTargets, MigrateError }, { convertPath }, { takeRootLock }, { loadDeclaration }, { declaredSubject, undeclaredSubject }] = await Promise.all([
+    import('../migrate/migrate.js'),
+    import('../convert/convert.js'),
+    import('../convert/lock.js'),
+    import('../declaration/load.js'),
+    import('../inspect/subject.js'),
+  ]);
+  // A name that is not UTF-8 reaches us changed (U+FFFD): it would name another directory.
+  for (const path of args.paths) exactPath('PATH', path);
+  let resolved: string[];
+  try {
+    // Every path is checked against the refused system paths, as given and resolved, before any is read.
+    resolved = await resolveTargets(args.paths);
+  } catch (error) {
+    if (error instanceof MigrateError) {
+      io.err(`nocow: error: ${printable(error.message)}\n`);
+      return 2;
+    }
+    throw error;
+  }
+  const problems: string[] = [];
+  resolved.forEach((path, i) => {
+    const st = exists(path);
+    // A missing PATH whose old tree is beside it is an interrupted conversion to finish.
+    if (st === undefined && !exists(temporaryName(path, TEMP_SUFFIX.old))?.isDirectory()) problems.push(`${args.paths[i]}: no such directory`);
+    else if (st !== undefined && !st.isDirectory()) problems.push(`${args.paths[i]}: not a directory`);
+  });
+  for (const problem of problems) io.err(`nocow: error: ${printable(problem)}\n`);
+  if (problems.length > 0) return 2;
+  if (!args['dry-run'] && process.getuid?.() !== 0) {
+    io.err('nocow: error: convert runs as root: it keeps every owner, and marks its copy with a trusted.* xattr (--dry-run works without)\n');
+    return 1;
+  }
+
+  const declaration = await loadDeclaration({ profiles: args.profile, configs: args.config });
+  const declared = await Promise.all(
+    declaration.targets
+      .filter((t) => t.scope === 'system')
+      .map(async (t) => ({ target: t, paths: [t.path, await realpath(t.path).catch(() => t.path)] })),
+  );
+  const requests: { path: string; subject: Subject }[] = [];
+  for (const path of resolved) {
+    if (requests.some((r) => r.path === path)) continue;
+    const match = declared.find((d) => d.paths.includes(path))?.target;
+    requests.push({ path, subject: match ? declaredSubject(match, '/', undefined) : undeclaredSubject(path, '/') });
+  }
+
+  const bar = await progressBar();
+  let lock: { release(): void } | undefined;
+  const reports: TargetReport[] = [];
+  let status = 0;
+  try {
+    for (const { path, subject } of requests) {
+      const say = (line: string) => {
+        if (args.json) return;
+        bar?.clear();
+        io.out(`nocow: ${printable(path)}: ${printable(line)}\n`);
+      };
+      const ctx: ConvertContext = {
+        dryRun: args['dry-run'],
+        forceNocow: args['force-nocow'],
+        say,
+        ...(bar ? { progress: bar } : {}),
+        lock: async () => {
+          lock ??= await takeRootLock('/', () => io.err('nocow: waiting for the lock on / (another nocow run holds it; at most 5 minutes)\n'));
+        },
+      };
+      const o = await convertPath({ path, subject }, ctx);
+      bar?.stop();
+      reports.push({ path, name: subject.name, result: o.result, reason: o.reason, files: o.files, bytes: o.bytes });
+      const flag = subject.nocow ? ' with +C' : '';
+      const counted = `${o.files === 1 ? '1 file' : `${o.files} files`}, ${size(o.bytes)}`;
+      switch (o.result) {
+        case 'converted':
+          say(`converted into a subvolume${flag} (${counted} copied and verified)`);
+          if (o.reason !== null) {
+            status = 1;
+            io.err(`nocow: ${printable(path)}: warning: ${printable(o.reason)}\n`);
+          }
+          break;
+        case 'nothing-to-do':
+          say(`nothing to do: ${o.reason ?? 'already a subvolume'}`);
+          break;
+        case 'would-convert':
+          say(o.files === 0 && o.reason !== null ? o.reason : `would convert into a subvolume${flag} (${counted} to copy)${o.reason ? `; ${o.reason}` : ''}`);
+          break;
+        default:
+          status = 1;
+          io.err(`nocow: ${printable(path)}: not converted: ${printable(o.reason ?? o.result)}\n`);
+      }
+    }
+  } finally {
+    bar?.stop();
+    lock?.release();
+  }
+  if (args.json) {
+    const results = reports.map((r) => r.result);
+    const state =
+      status === 1 ? 'incomplete' : results.includes('would-convert') ? 'would-convert' : results.includes('converted') ? 'converted' : 'unchanged';
+    io.out(`${JSON.stringify({ version: 1, dryRun: args['dry-run'], state, targets: reports }, null, 2)}\n`);
+  }
+  return status;
+}
+
+/** A progress bar with throughput on a terminal (as migrate's); nothing when stderr is not one. */
+async function progressBar(): Promise<(Progress & { clear(): void }) | undefined> {
+  if (!process.stderr.isTTY) return undefined;
+  const { SingleBar, Presets } = await import('cli-progress');
+  let bar: InstanceType<typeof SingleBar> | undefined;
+  let phase = '';
+  let file = '';
+  let done = 0;
+  let total = 0;
+  let started = Date.now();
+  const payload = () => ({
+    phase,
+    done: size(done),
+    all: size(total),
+    speed: size(Math.round(done / Math.max((Date.now() - started) / 1000, 0.001))),
+    file: printable(file),
+  });
+  return {
+    start(name, bytes, first) {
+      [phase, total, done, started, file] = [name, bytes, 0, Date.now(), first];
+      if (bytes === 0) return;
+      if (!bar) {
+        bar = new SingleBar(
+          { stream: process.stderr, format: '{phase} {bar} {percentage}% | {done}/{all} | {speed}/s | {file}', hideCursor: true, clearOnComplete: true },
+          Presets.shades_classic,
+        );
+        bar.start(total, 0, payload());
+      } else {
+        bar.setTotal(total);
+        bar.update(0, payload());
+      }
+    },
+    file(rel) {
+      file = rel;
+      bar?.update(done, payload());
+    },
+    add(bytes) {
+      done += bytes;
+      bar?.update(done, payload());
+    },
+    tick: () => (bar ? new Promise((resolve) => setImmediate(resolve)) : Promise.resolve()),
+    clear: () => {
+      if (bar) process.stderr.write('\r\x1b[K');
+    },
+    stop() {
+      bar?.stop();
+      bar = undefined;
+    },
+  };
+}

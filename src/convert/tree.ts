@@ -1,0 +1,312 @@
+// The tree below a directory as nocow convert reads it: every entry with its lstat, the inode
+// flags of its files and directories (lsattr) and every xattr (getfattr), and the comparisons
+// verification makes between the original tree and its copy. Names are walked as bytes: a name
+// that is not UTF-8 cannot be named through Node's string paths, so it is reported, never skipped.
+import { createHash } from 'node:crypto';
+import { closeSync, constants, lstatSync, openSync, readdirSync, readlinkSync, readSync, rmdirSync, unlinkSync, type BigIntStats } from 'node:fs';
+import { execa } from 'execa';
+
+export type Kind = 'dir' | 'file' | 'symlink' | 'fifo' | 'char' | 'block' | 'socket';
+
+export interface Entry {
+  /** Relative to the tree's root, "" for the root itself. */
+  rel: string;
+  kind: Kind;
+  st: BigIntStats;
+  /** A further name of an inode met before in walk order: that first name. */
+  linkOf?: string;
+}
+
+export interface Tree {
+  root: string;
+  /** Pre-order (a directory before its entries), names sorted: the same order for a tree and its copy. */
+  entries: Entry[];
+  byRel: Map<string, Entry>;
+  /** What stands in the way of copying it whole, one sentence each (names relative to the root). */
+  problems: string[];
+  /** Regular files (every name) and the bytes of their inodes (each once). */
+  files: number;
+  bytes: number;
+  /** Bytes allocated on disk by those inodes (st_blocks × 512). */
+  allocated: number;
+}
+
+export const at = (root: string, rel: string): string => (rel === '' ? root : `${root}/${rel}`);
+
+/** A relative name as a reason shows it: "." for the root. */
+export const shown = (rel: string): string => (rel === '' ? '.' : rel);
+
+function kindOf(st: BigIntStats): Kind {
+  if (st.isDirectory()) return 'dir';
+  if (st.isFile()) return 'file';
+  if (st.isSymbolicLink()) return 'symlink';
+  if (st.isFIFO()) return 'fifo';
+  if (st.isCharacterDevice()) return 'char';
+  if (st.isBlockDevice()) return 'block';
+  return 'socket';
+}
+
+/**
+ * Every entry below ROOT, with what would keep it from being copied whole: a name that is not
+ * UTF-8, a nested subvolume or mount point (another device), hard links to outside the tree.
+ */
+export function walk(root: string): Tree {
+  const rootSt = lstatSync(root, { bigint: true });
+  const entries: Entry[] = [{ rel: '', kind: 'dir', st: rootSt }];
+  const problems: string[] = [];
+  const visit = (rel: string) => {
+    const names: string[] = [];
+    for (const raw of readdirSync(at(root, rel), { encoding: 'buffer' })) {
+      const name = raw.toString('utf8');
+      if (!Buffer.from(name, 'utf8').equals(raw)) {
+        problems.push(`${shown(rel)} holds a name that is not UTF-8 (${JSON.stringify(raw.toString('latin1'))}): rename it first`);
+        continue;
+      }
+      names.push(name);
+    }
+    names.sort();
+    for (const name of names) {
+      const r = rel === '' ? name : `${rel}/${name}`;
+      const st = lstatSync(at(root, r), { bigint: true });
+      const entry: Entry = { rel: r, kind: kindOf(st), st };
+      entries.push(entry);
+      if (entry.kind !== 'dir') continue;
+      if (st.dev !== rootSt.dev) problems.push(`${r} is a nested subvolume or a mount point, which a copy cannot keep: move it out first`);
+      else visit(r);
+    }
+  };
+  visit('');
+  const first = new Map<bigint, Entry[]>();
+  let files = 0;
+  let bytes = 0;
+  let allocated = 0;
+  for (const e of entries) {
+    if (e.kind === 'file') files++;
+    if (e.kind !== 'dir' && e.st.nlink > 1n) {
+      const group = first.get(e.st.ino);
+      if (group) {
+        e.linkOf = group[0]!.rel;
+        group.push(e);
+        continue;
+      }
+      first.set(e.st.ino, [e]);
+    }
+    if (e.kind === 'file') {
+      bytes += Number(e.st.size);
+      allocated += Number(e.st.blocks) * 512;
+    }
+  }
+  for (const group of first.values()) {
+    const nlink = group[0]!.st.nlink;
+    if (BigInt(group.length) < nlink) {
+      problems.push(`${group[0]!.rel} has ${nlink} hard links, ${nlink - BigInt(group.length)} of them outside the directory, which a copy would split`);
+    }
+  }
+  return { root, entries, byRel: new Map(entries.map((e) => [e.rel, e])), problems, files, bytes, allocated };
+}
+
+/** The newest mtime or ctime in the tree, in ns. */
+export function lastChange(tree: Tree): bigint {
+  let last = 0n;
+  for (const { st } of tree.entries) {
+    if (st.mtimeNs > last) last = st.mtimeNs;
+    if (st.ctimeNs > last) last = st.ctimeNs;
+  }
+  return last;
+}
+
+// Well under ARG_MAX, as src/inspect/inspect.ts batches its lsattr calls.
+const ARGS_BYTES = 128 * 1024;
+
+function batches(items: string[]): string[][] {
+  const out: string[][] = [];
+  let current: string[] = [];
+  let size = 0;
+  for (const item of items) {
+    const n = Buffer.byteLength(item) + 1;
+    if (current.length > 0 && size + n > ARGS_BYTES) {
+      out.push(current);
+      current = [];
+      size = 0;
+    }
+    current.push(item);
+    size += n;
+  }
+  if (current.length > 0) out.push(current);
+  return out;
+}
+
+const TOOL_ENV = { LC_ALL: 'C', PATH: `/usr/sbin:/usr/bin:/sbin:/bin${process.env.PATH ? `:${process.env.PATH}` : ''}` };
+
+/**
+ * The inode flags (lsattr's first field, e.g. "---------------C------") of the tree's files and
+ * directories, by relative name. lsattr prints "FLAGS NAME\n" in argument order; walking the
+ * known names keeps names with spaces or line breaks whole.
+ */
+export async function flagsOf(tree: Tree): Promise<Map<string, string>> {
+  const flags = new Map<string, string>();
+  const rels = tree.entries.filter((e) => e.kind === 'dir' || e.kind === 'file').map((e) => e.rel);
+  for (const batch of batches(rels)) {
+    const paths = batch.map((rel) => at(tree.root, rel));
+    const r = await execa('lsattr', ['-d', '--', ...paths], { reject: false, env: TOOL_ENV, stdin: 'ignore', stripFinalNewline: false });
+    if ((r as { code?: string }).code === 'ENOENT') throw new Error('lsattr (e2fsprogs) is not installed');
+    const out = String(r.stdout);
+    let pos = 0;
+    batch.forEach((rel, i) => {
+      const space = out.indexOf(' ', pos);
+      const line = `${paths[i]}\n`;
+      if (space < 0 || !out.startsWith(line, space + 1)) return;
+      flags.set(rel, out.slice(pos, space));
+      pos = space + 1 + line.length;
+    });
+    const missing = batch.find((rel) => !flags.has(rel));
+    if (missing !== undefined) throw new Error(`cannot read the attributes of ${shown(missing)}: ${String(r.stderr).split('\n')[0] || 'lsattr failed'}`);
+  }
+  return flags;
+}
+
+/** getfattr's escapes (\ooo octal, for bytes and for "=" in names) undone, as UTF-8. */
+function unescapeOctal(text: string): string {
+  if (!text.includes('\\')) return text;
+  const bytes: number[] = [];
+  for (let i = 0; i < text.length; i++) {
+    const m = /^\\([0-7]{3})/.exec(text.slice(i, i + 4));
+    if (m) {
+      bytes.push(parseInt(m[1]!, 8));
+      i += 3;
+    } else bytes.push(...Buffer.from(text[i]!, 'utf8'));
+  }
+  return Buffer.from(bytes).toString('utf8');
+}
+
+export type Xattrs = Map<string, Map<string, string>>;
+
+/**
+ * Every xattr of every entry (ACLs, SELinux labels, capabilities, user.*, trusted.*), values in
+ * hex, by relative name; one getfattr for the whole tree, symlinks' own included.
+ */
+export async function xattrsOf(root: string): Promise<Xattrs> {
+  const r = await execa('getfattr', ['-R', '-P', '-h', '-d', '-m', '-', '-e', 'hex', '.'], {
+    cwd: root,
+    reject: false,
+    env: TOOL_ENV,
+    stdin: 'ignore',
+    maxBuffer: 1024 * 1024 * 1024,
+  });
+  if ((r as { code?: string }).code === 'ENOENT') throw new Error('getfattr (attr) is not installed');
+  if (r.exitCode !== 0) throw new Error(`cannot read the xattrs below ${root}: ${String(r.stderr).split('\n')[0] || 'getfattr failed'}`);
+  const all: Xattrs = new Map();
+  let current: Map<string, string> | undefined;
+  for (const line of String(r.stdout).split('\n')) {
+    if (line.startsWith('# file: ')) {
+      const name = unescapeOctal(line.slice('# file: '.length));
+      const rel = name === '.' ? '' : name.startsWith('./') ? name.slice(2) : name;
+      current = new Map();
+      all.set(rel, current);
+    } else if (line !== '' && current) {
+      const eq = line.indexOf('=');
+      const name = unescapeOctal(eq < 0 ? line : line.slice(0, eq));
+      current.set(name, eq < 0 ? '' : line.slice(eq + 1));
+    }
+  }
+  return all;
+}
+
+/** How two entries' xattrs differ ("user.origin differs"), ignoring the names in IGNORE; undefined when equal. */
+export function xattrDifference(a: Map<string, string> | undefined, b: Map<string, string> | undefined, ignore: readonly string[] = []): string | undefined {
+  const names = new Set([...(a?.keys() ?? []), ...(b?.keys() ?? [])]);
+  for (const name of [...names].sort()) {
+    if (ignore.includes(name)) continue;
+    const [x, y] = [a?.get(name), b?.get(name)];
+    if (x === y) continue;
+    return x === undefined ? `the xattr ${name} is not in the original` : y === undefined ? `the xattr ${name} is missing` : `the xattr ${name} differs`;
+  }
+  return undefined;
+}
+
+const CHUNK = 1024 * 1024;
+
+/** Opens a file to read without following a symlink and without touching its atime (root may; others fall back). */
+export function openToRead(path: string): number {
+  try {
+    return openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NOATIME);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM') throw error;
+    return openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  }
+}
+
+/** SHA-256 of a file's bytes, read in 1 MiB chunks; `progress` gets each chunk's length. */
+export async function sha256File(path: string, progress: (bytes: number) => void = () => {}, tick?: () => Promise<void>): Promise<string> {
+  const fd = openToRead(path);
+  try {
+    const hash = createHash('sha256');
+    const buffer = Buffer.alloc(CHUNK);
+    for (;;) {
+      const n = readSync(fd, buffer, 0, CHUNK, null);
+      if (n === 0) break;
+      hash.update(buffer.subarray(0, n));
+      progress(n);
+      if (tick) await tick();
+    }
+    return hash.digest('hex');
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * How an entry differs from the way it was (same name, same inode, same size, links, mode,
+ * owner, mtime and ctime: a write or a change of metadata moves ctime); undefined when it does not.
+ */
+export function changeOf(root: string, e: Entry, opts: { ignoreCtime?: boolean } = {}): string | undefined {
+  const now = lstatSync(at(root, e.rel), { bigint: true, throwIfNoEntry: false });
+  if (now === undefined) return `${shown(e.rel)} was removed`;
+  const then = e.st;
+  if (now.dev !== then.dev || now.ino !== then.ino) return `${shown(e.rel)} was replaced`;
+  if (now.size !== then.size || now.mtimeNs !== then.mtimeNs) return `${shown(e.rel)} was written to`;
+  if (now.mode !== then.mode || now.uid !== then.uid || now.gid !== then.gid || now.nlink !== then.nlink || (!opts.ignoreCtime && now.ctimeNs !== then.ctimeNs)) {
+    return `${shown(e.rel)} changed`;
+  }
+  return undefined;
+}
+
+/** The first entry of TREE that changed since it was walked, in words; undefined when none did. */
+export function treeChange(tree: Tree, opts: { ignoreRootCtime?: boolean } = {}): string | undefined {
+  for (const e of tree.entries) {
+    const change = changeOf(tree.root, e, { ignoreCtime: opts.ignoreRootCtime === true && e.rel === '' });
+    if (change !== undefined) return change;
+  }
+  return undefined;
+}
+
+/** What a copy must show of an entry: type and permission bits, owner, and for all but directories size and mtime. */
+export function metadataDifference(original: Entry, copy: Entry, opts: { times: boolean; links: boolean }): string | undefined {
+  const [a, b] = [original.st, copy.st];
+  if (original.kind !== copy.kind) return `is a ${copy.kind}, not a ${original.kind}`;
+  if (a.mode !== b.mode) return `mode ${(Number(b.mode) & 0o7777).toString(8)}, not ${(Number(a.mode) & 0o7777).toString(8)}`;
+  if (a.uid !== b.uid || a.gid !== b.gid) return `owner ${b.uid}:${b.gid}, not ${a.uid}:${a.gid}`;
+  if (original.kind !== 'dir' && a.size !== b.size) return `size ${b.size}, not ${a.size}`;
+  if ((original.kind === 'char' || original.kind === 'block') && a.rdev !== b.rdev) return 'another device number';
+  if (opts.times && a.mtimeNs !== b.mtimeNs) return 'another mtime';
+  if (opts.links && original.kind !== 'dir' && (a.nlink !== b.nlink || original.linkOf !== copy.linkOf)) return 'other hard links';
+  return undefined;
+}
+
+/** The target of a symlink, as bytes. */
+export const linkTarget = (root: string, rel: string): Buffer => readlinkSync(at(root, rel), { encoding: 'buffer' });
+
+/**
+ * Removes the tree's entries, by the names walked, deepest first: files by unlink, directories by
+ * rmdir, so an entry added since the walk makes its directory's rmdir fail and is kept.
+ * `removed` counts what is gone (for a progress bar).
+ */
+export function removeTree(tree: Tree, removed: () => void = () => {}): void {
+  for (let i = tree.entries.length - 1; i >= 0; i--) {
+    const e = tree.entries[i]!;
+    const path = at(tree.root, e.rel);
+    if (e.kind === 'dir') rmdirSync(path);
+    else unlinkSync(path);
+    removed();
+  }
+}
