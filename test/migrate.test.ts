@@ -426,3 +426,125 @@ t.test('GIVEN a declaration (--config) and no PATH WHEN migrate runs THEN the fi
   t.equal(section(run.stdout, 'both'), "nocow: error: give PATHs or --profile/--config, not both: without PATH, migrate takes the declared targets' directories\nrc 2");
   t.match(section(run.stdout, 'flags'), /^\S*C\S* -{22}$/, 'the nocow: false target keeps its CoW file');
 });
+
+t.test('GIVEN a write that is lost on its way to the disk (strace makes a pwrite64 report success without writing) WHEN a large and a small file are migrated THEN the copy read back from the disk differs, each is refused, the original untouched and the copy removed; the read-back opens the copy with O_DIRECT, past the page cache', async (t) => {
+  // 16 MiB: the large path (O_DIRECT, read back chunk by chunk); its second 1 MiB write is lost.
+  // 1 MiB: the small path (page cache, read back once synced); its only write is lost.
+  const run = await btrfs(String.raw`
+    head -c 16M /dev/urandom >"$D/big.img"; head -c 1M /dev/urandom >"$D/small.img"; sync; chattr +C "$D"
+    state() { echo "$(stat -c %i "$D/$1.img") $(describe "$D/$1.img") $(flags "$D/$1.img")"; }
+    for f in big small; do state $f >"$MNT/before-$f"; done
+    strace -qq -o /dev/null -e trace=pwrite64 -e inject=pwrite64:retval=1048576:when=2 $NC migrate "$D/big.img" >"$MNT/out" 2>"$MNT/err"; echo "big $? $(cat "$MNT/out")"; echo "big-err $(cat "$MNT/err")"
+    strace -qq -o /dev/null -e trace=pwrite64 -e inject=pwrite64:retval=1048576:when=1 $NC migrate "$D/small.img" >"$MNT/out" 2>"$MNT/err"; echo "small $? $(cat "$MNT/out")"; echo "small-err $(cat "$MNT/err")"
+    for f in big small; do [ "$(state $f)" = "$(cat "$MNT/before-$f")" ] && echo "$f untouched"; done
+    echo "left $(ls -A "$D" | tr '\n' ' ')"
+    strace -f -qq -e trace=openat -o "$MNT/trace" $NC migrate "$D" >/dev/null; echo "clean $?"
+    echo "direct $(grep -c 'nocow-migrate", O_RDONLY|O_DIRECT|O_NOATIME' "$MNT/trace")"
+    echo "flags $(flags "$D/big.img") $(flags "$D/small.img")"`);
+  t.equal(run.exitCode, 0, run.stderr);
+  const line = (key: string) => run.stdout.split('\n').find((l) => l.startsWith(`${key} `))?.slice(key.length + 1);
+  for (const f of ['big', 'small']) {
+    t.equal(line(f), '1 ', `${f}: refused, nothing rewritten`);
+    t.match(line(`${f}-err`), new RegExp(`^nocow: \\S+/images/${f}\\.img: not rewritten: the copy does not read back the same; original kept$`));
+    t.match(run.stdout, new RegExp(`^${f} untouched$`, 'm'), `${f}: same inode, bytes, attributes, still CoW`);
+  }
+  t.equal(line('left'), 'big.img small.img ', 'both copies removed');
+  t.equal(line('clean'), '0', 'without the fault both are rewritten');
+  t.equal(line('direct'), '2', 'each copy read back through O_DIRECT');
+  t.match(line('flags'), /^\S*C\S* \S*C\S*$/);
+});
+
+t.test('GIVEN a 2 GiB sparse file holding 4 MiB of data and a small sparse file WHEN migrated THEN the bytes are the same, the holes stay holes, and the holes are not read (every read of the run adds up to less than 32 MiB)', async (t) => {
+  const run = await btrfs(String.raw`
+    truncate -s 2G "$D/sparse.img"
+    for at in 100 700 1300 1900; do head -c 1M /dev/urandom | dd of="$D/sparse.img" bs=1M seek=$at conv=notrunc status=none; done
+    truncate -s 6M "$D/small.img"; head -c 100000 /dev/urandom | dd of="$D/small.img" bs=4096 seek=300 conv=notrunc status=none
+    sync; chattr +C "$D"
+    # References to compare with (cmp: sha256sum would take seconds per GiB of zeros here).
+    mkdir "$MNT/ref"; for f in sparse small; do cp --sparse=always --reflink=never "$D/$f.img" "$MNT/ref/$f.img"; done
+    strace -f -qq -e trace=read,pread64 -o "$MNT/trace" $NC migrate "$D" >/dev/null; echo "rc $?"
+    echo "read $(awk -F'= ' '/^[0-9]+ +(read|pread64)\(/ && $NF ~ /^[0-9]+$/ { n += $NF } END { print n + 0 }' "$MNT/trace")"
+    sync
+    for f in sparse small; do echo "$f after $(cmp -s "$D/$f.img" "$MNT/ref/$f.img" && echo same || echo differs) $(stat -c %s "$D/$f.img") $(stat -c %b "$D/$f.img") $(flags "$D/$f.img")"; done`);
+  t.equal(run.exitCode, 0, run.stderr);
+  const fields = (key: string) => run.stdout.split('\n').find((l) => l.startsWith(`${key} `))!.split(' ').slice(2);
+  t.match(run.stdout, /^rc 0$/m);
+  for (const [f, data, size] of [['sparse', 4 << 20, 2 ** 31], ['small', 100000, 6 << 20]] as const) {
+    const after = fields(`${f} after`);
+    t.same(after.slice(0, 2), ['same', String(size)], `${f}: same bytes and apparent size`);
+    t.ok(Number(after[2]) * 512 <= data + (1 << 20), `${f}: ${Number(after[2]) * 512} bytes allocated for ${data} of data`);
+    t.match(after[3], /C/);
+  }
+  const read = Number(/^read (\d+)$/m.exec(run.stdout)![1]);
+  t.ok(read < 32 << 20, `${read} bytes read by the whole run (programs and modules included) for 4 MiB of data in 2 GiB`);
+});
+
+t.test('GIVEN preallocated files (large and small, data in part of them), a sparse file with a preallocated range, and a large file whose size is not a multiple of the block size WHEN migrated THEN the bytes are the same, the preallocated ranges stay preallocated (unwritten), the holes stay holes', async (t) => {
+  const run = await btrfs(String.raw`
+    fallocate -l 32M "$D/prealloc.img"
+    for at in 0 20; do head -c 1M /dev/urandom | dd of="$D/prealloc.img" bs=1M seek=$at conv=notrunc status=none; done
+    fallocate -l 2M "$D/small-prealloc.img"; head -c 4096 /dev/urandom | dd of="$D/small-prealloc.img" conv=notrunc status=none
+    truncate -s 64M "$D/mixed.img"; head -c 1M /dev/urandom | dd of="$D/mixed.img" bs=1M seek=10 conv=notrunc status=none
+    fallocate -o 32M -l 8M "$D/mixed.img"
+    head -c $((9 * 1048576 + 123)) /dev/urandom >"$D/tail.img"
+    sync; chattr +C "$D"
+    for f in prealloc small-prealloc mixed tail; do echo "$f before $(sha256sum <"$D/$f.img" | cut -c1-16) $(stat -c %s "$D/$f.img")"; done
+    $NC migrate "$D" >/dev/null; echo "rc $?"; sync
+    for f in prealloc small-prealloc mixed tail; do echo "$f after $(sha256sum <"$D/$f.img" | cut -c1-16) $(stat -c %s "$D/$f.img") $(stat -c %b "$D/$f.img") $(flags "$D/$f.img")"; done
+    filefrag -v -b1048576 "$D/prealloc.img" | sed 's/^/map-prealloc /'
+    filefrag -v -b1048576 "$D/mixed.img" | sed 's/^/map-mixed /'`);
+  t.equal(run.exitCode, 0, run.stderr);
+  t.match(run.stdout, /^rc 0$/m);
+  const fields = (key: string) => run.stdout.split('\n').find((l) => l.startsWith(`${key} `))!.split(' ').slice(2);
+  for (const f of ['prealloc', 'small-prealloc', 'mixed', 'tail']) {
+    const [before, after] = [fields(`${f} before`), fields(`${f} after`)];
+    t.same(after.slice(0, 2), before, `${f}: same bytes and apparent size`);
+    t.match(after[3], /C/, `${f}: +C`);
+  }
+  const allocated = (f: string) => Number(fields(`${f} after`)[2]) * 512;
+  t.ok(allocated('prealloc') >= 32 << 20, `prealloc: ${allocated('prealloc')} bytes allocated`);
+  t.ok(allocated('small-prealloc') >= 2 << 20, `small-prealloc: ${allocated('small-prealloc')} bytes allocated`);
+  t.ok(allocated('mixed') >= 9 << 20 && allocated('mixed') <= 12 << 20, `mixed: ${allocated('mixed')} bytes allocated: 1 MiB of data, 8 MiB preallocated, holes kept`);
+  // filefrag -v -b1048576: "ext: logical_offset: physical_offset: length: expected: flags", in MiB.
+  const unwritten = (f: string) =>
+    run.stdout
+      .split('\n')
+      .filter((l) => l.startsWith(`map-${f} `) && l.includes('unwritten'))
+      .reduce((sum, l) => sum + Number(/^\S+\s+\d+:\s+\d+\.\.\s*\d+:\s+\d+\.\.\s*\d+:\s+(\d+):/.exec(l)?.[1] ?? 0), 0);
+  t.ok(unwritten('prealloc') >= 28, `prealloc: ${unwritten('prealloc')} MiB still preallocated and unwritten`);
+  t.ok(unwritten('mixed') >= 7, `mixed: ${unwritten('mixed')} MiB of its preallocated range still unwritten`);
+});
+
+t.test('GIVEN 5,000 small files WHEN migrate --dry-run and migrate run THEN the dry run scans /proc once, the run once per batch, processes stay in the tens, every file gets +C with the same bytes, and owner, mode, times (to the nanosecond) and xattrs are kept across a batch', async (t) => {
+  const run = await btrfs(String.raw`
+    mkdir "$MNT/cow"; (cd "$MNT/cow" && head -c $((5000 * 4096)) /dev/urandom | split -b 4096 -a 5 -d - f)
+    for f in f00000 f02500 f04999; do
+      chmod 0640 "$MNT/cow/$f"; chown 107:36 "$MNT/cow/$f"; setfattr -n user.origin -v "$f" "$MNT/cow/$f"
+      touch -d '2021-02-03 04:05:06.123456789' "$MNT/cow/$f"
+    done
+    rmdir "$D"; mv "$MNT/cow" "$D"; chattr +C "$D"; sync
+    sum=$(cat "$D"/f* | sha256sum); attrs() { for f in f00000 f02500 f04999; do describe "$D/$f"; done | sha256sum; }
+    before=$(attrs)
+    strace -f -qq -e trace=openat -o "$MNT/dry" $NC migrate -n "$D" >"$MNT/out"; echo "dry $? $(grep -c 'would rewrite' "$MNT/out")"
+    echo "dry-scans $(grep -c '"/proc/1/fd"' "$MNT/dry")"
+    strace -f -qq -e trace=openat,execve -o "$MNT/run" $NC migrate "$D" >"$MNT/out"; echo "run $? $(grep -c 'rewritten as NOCOW' "$MNT/out")"
+    echo "run-scans $(grep -c '"/proc/1/fd"' "$MNT/run")"
+    echo "processes $(grep 'execve(' "$MNT/run" | grep -c '= 0$')"
+    echo "nocow $(lsattr "$D" | grep -c '^[^ ]*C')"
+    [ "$(cat "$D"/f* | sha256sum)" = "$sum" ] && echo "same bytes"
+    [ "$(attrs)" = "$before" ] && echo "same attributes"
+    echo "left $(ls -A "$D" | grep -vc '^f[0-9]*$')"`);
+  t.equal(run.exitCode, 0, run.stderr);
+  const line = (key: string) => run.stdout.split('\n').find((l) => l.startsWith(`${key} `))?.slice(key.length + 1);
+  t.equal(line('dry'), '0 5000');
+  t.equal(line('dry-scans'), '1', 'one look at /proc for the dry run');
+  t.equal(line('run'), '0 5000');
+  const scans = Number(line('run-scans'));
+  t.ok(scans >= 2 && scans <= 1 + Math.ceil(5000 / 256), `${scans} scans of /proc: one to choose, one per batch before its renames`);
+  const processes = Number(line('processes'));
+  t.ok(processes <= 120, `${processes} programs started for 5,000 files`);
+  t.equal(line('nocow'), '5000');
+  t.match(run.stdout, /^same bytes$/m);
+  t.match(run.stdout, /^same attributes$/m, 'mode, owner, mtime to the nanosecond, xattr');
+  t.equal(line('left'), '0', 'no temporary file left');
+});

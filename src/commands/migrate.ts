@@ -20,7 +20,8 @@ export const describe = 'Rewrite existing copy-on-write files as NOCOW, in place
 export const help: CommandHelp = {
   notes: [
     'Each file is copied into a new +C file beside it (.NAME.nocow-migrate; .nocow-CKSUM.nocow-migrate for a long NAME), ' +
-      "without reflinks, keeping holes and preallocation, verified by size and SHA-256, given the original's owner, mode, times " +
+      "without reflinks, keeping holes and preallocation, read back from the disk (not the page cache) and compared byte for byte " +
+      "with the original's data as it was read, given the original's owner, mode, times " +
       'and xattrs, then renamed over the original. Killed at any point, the original is intact and a re-run finishes the job. ' +
       'A file that changes during its copy, or that a process opens meanwhile, keeps its original; the copy is removed.',
     'PATHs are resolved (symlinks followed); system paths (/etc, /usr…, as given or resolved) are refused. ' +
@@ -78,7 +79,7 @@ interface Skipped {
 }
 
 export async function run(args: MigrateArgs, io: Io): Promise<number> {
-  const { findCandidates, migrateFile, resolveTargets, extentCount, MigrateError } = await import('../migrate/migrate.js');
+  const { findCandidates, migrateFiles, resolveTargets, MigrateError } = await import('../migrate/migrate.js');
   const opts: MigrateOptions = { force: args.force, forceNocow: args['force-nocow'] };
   // A name that is not UTF-8 reaches us changed (U+FFFD): it would name another file.
   for (const path of args.paths) exactPath('PATH', path);
@@ -129,22 +130,23 @@ export async function run(args: MigrateArgs, io: Io): Promise<number> {
     }
   } else {
     const bar = await progressBar(todo.reduce((sum, c) => sum + c.size, 0), todo[0]?.path ?? '');
-    for (const c of todo) {
-      bar?.setFile(c.path);
-      try {
-        await migrateFile(c, opts, (bytes) => bar?.add(bytes), () => bar?.tick() ?? Promise.resolve());
+    await migrateFiles(todo, opts, {
+      start: (c) => bar?.setFile(c.path),
+      progress: (bytes) => bar?.add(bytes),
+      tick: () => bar?.tick() ?? Promise.resolve(),
+      done: ({ candidate: c, error, extentsAfter }) => {
         bar?.clear();
-        const after = (await extentCount(c.path)) ?? null;
+        if (error) {
+          status = 1;
+          report(c, 'failed', error.message);
+          io.err(`nocow: ${printable(c.path)}: not rewritten: ${printable(error.message)}\n`);
+          return;
+        }
+        const after = extentsAfter ?? null;
         report(c, 'rewritten', null, after);
         say(`${printable(c.path)}: rewritten as NOCOW (${size(c.size)}; extents ${c.extents ?? '?'} → ${after ?? '?'})`);
-      } catch (error) {
-        status = 1;
-        bar?.clear();
-        const reason = (error as Error).message;
-        report(c, 'failed', reason);
-        io.err(`nocow: ${printable(c.path)}: not rewritten: ${printable(reason)}\n`);
-      }
-    }
+      },
+    });
     bar?.stop();
   }
   if (args.json) {
