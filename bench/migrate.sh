@@ -38,7 +38,7 @@ M=$WORK/mnt
 trap 'umount "$M" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 mkdir "$M"
 truncate -s 8G "$WORK/fs.img"
-mkfs.btrfs -q -f "$WORK/fs.img"
+mkfs.btrfs -q -f "$WORK/fs.img" >/dev/null
 mount -o loop "$WORK/fs.img" "$M"
 NC="node $ROOT/dist/bin/nocow.js"
 

@@ -5,6 +5,8 @@ import { spawn } from 'node:child_process';
 
 export interface ToolResult {
   ok: boolean;
+  /** The program is not installed. */
+  missing: boolean;
   stdout: string;
   /** The first line of stderr, or why the program did not run or end well. */
   error: string;
@@ -37,6 +39,7 @@ export function tool(command: string, args: string[]): Promise<ToolResult & { st
           : `${command} failed with exit status ${code}`;
       resolve({
         ok: spawnError === undefined && code === 0,
+        missing: (spawnError as NodeJS.ErrnoException | undefined)?.code === 'ENOENT',
         stdout: Buffer.concat(out).toString('utf8'),
         error: stderr.split('\n').find(Boolean) ?? reason,
         stderr,
@@ -111,14 +114,13 @@ export function filefragExtents(out: string, files: string[]): Map<string, numbe
   return found;
 }
 
-/** lsattr -d of every path (any number): flags by path; paths it could not read are missing. */
+/** lsattr -d of every path (any number): flags by path; paths it could not read (removed meanwhile, say) are missing. */
 export async function flagsOf(paths: string[]): Promise<Map<string, string>> {
   const flags = new Map<string, string>();
   for (const list of argumentLists(paths)) {
     const run = await tool('lsattr', ['-d', '--', ...list]);
-    // A failure for one file (removed meanwhile) leaves the others' lines.
+    if (run.missing) throw new Error(run.error);
     for (const [path, f] of lsattrFlags(run.stdout, list)) flags.set(path, f);
-    if (!run.ok && flags.size === 0 && run.stdout === '') throw new Error(run.error);
   }
   return flags;
 }
