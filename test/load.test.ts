@@ -5,7 +5,8 @@ import { execa } from 'execa';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DeclarationError, firstInvalidUtf8, loadDeclaration } from '../src/declaration/load.js';
+import { builtinDeclaration, DeclarationError, firstInvalidUtf8, loadDeclaration } from '../src/declaration/load.js';
+import { BUILTIN_PROFILES } from '../src/declaration/profiles.js';
 import { builtCli } from './helpers/cli.js';
 
 const cli = builtCli();
@@ -127,4 +128,17 @@ t.test('GIVEN every kind of byte sequence WHEN firstInvalidUtf8 looks THEN it ag
     if ((at === -1) !== valid(sample) || (at >= 0 && !valid(sample.subarray(0, at)))) disagreements += 1;
   }
   t.equal(disagreements, 0);
+});
+
+t.test('GIVEN built-in profiles alone WHEN loaded THEN the declaration is what validation and combination make of them, without loading the validator', async (t) => {
+  const names = Object.keys(BUILTIN_PROFILES);
+  const sets: string[][] = [[], ...names.map((n) => [n]), names, [...names].reverse(), ['libvirt', 'libvirt'], ['mariadb', 'libvirt', 'mariadb', 'gnome-boxes']];
+  for (const profiles of sets) {
+    const validated = await loadDeclaration({ profiles, validateProfiles: true });
+    t.strictSame(await loadDeclaration({ profiles }), validated, `--profile ${profiles.join(',') || '(none: the default)'}`);
+    // Field for field, in the same order: artifacts are rendered from these objects.
+    t.same(JSON.stringify(await loadDeclaration({ profiles })), JSON.stringify(validated), 'the same key order');
+  }
+  t.equal(builtinDeclaration(['libvirt', 'nope']), undefined, 'an unknown name goes the full way');
+  await t.rejects(loadDeclaration({ profiles: ['nope'] }), { name: 'DeclarationError', message: /^unknown profile "nope"; expected one of: libvirt, / });
 });

@@ -68,16 +68,24 @@ export async function run(args: GenerateArgs, io: Io): Promise<number> {
       import('../templates.js'),
       import('../write.js'),
     ]);
+  // The files are read while the declaration is loaded and planned.
+  const version = packageVersion();
+  const templates = loadTemplates();
+  // A failure of either is reported, if at all, where it is awaited below.
+  version.catch(() => undefined);
+  templates.catch(() => undefined);
   const declaration = await loadDeclaration({ profiles: args.profile, configs: args.config });
-  // Planned before the templates are read: an artifact the declaration cannot produce is a
+  // Planned before the templates are used: an artifact the declaration cannot produce is a
   // usage error (status 2) whatever the state of the installation.
   const kickstartLog = args['kickstart-log'];
-  const plan = planArtifacts(declaration, args.artifacts, await packageVersion(), kickstartLog === undefined ? {} : { kickstartLog });
-  const files = renderPlan(plan, await loadTemplates());
+  const plan = planArtifacts(declaration, args.artifacts, await version, kickstartLog === undefined ? {} : { kickstartLog });
+  const files = renderPlan(plan, await templates);
   if (args.output === undefined) {
     io.out(concatenate(files));
     return 0;
   }
-  for (const path of await writeRendered(args.output, files)) io.err(`nocow: wrote ${printable(path)}\n`);
+  const written = await writeRendered(args.output, files);
+  // One write for all the lines: each is a system call on a pipe or a terminal.
+  if (written.length > 0) io.err(written.map((path) => `nocow: wrote ${printable(path)}\n`).join(''));
   return 0;
 }

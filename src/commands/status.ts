@@ -1,6 +1,6 @@
 // nocow status [PATH…]: is each declared directory as declared here, and which files in it still fragment?
 import type { Argv } from 'yargs';
-import { printable, processIo, type Io } from '../io.js';
+import { printable, processIo, stdoutIsTerminal, type Io } from '../io.js';
 import { declarationOptions, exactPath, rootOption, single, type CommandHelp, type DeclarationArgs } from '../cli-options.js';
 
 export interface StatusArgs extends DeclarationArgs {
@@ -78,7 +78,7 @@ export async function run(args: StatusArgs, io: Io): Promise<number> {
     for (const problem of facts.problems) io.err(`nocow: error: ${printable(subject.name ?? subject.path)}: ${printable(problem)}\n`);
   }
   if (args.json) io.out(format.statusJson(root, home ?? null, entries));
-  else if (io === processIo && process.stdout.isTTY) io.out(format.statusTable(root, entries));
+  else if (io === processIo && stdoutIsTerminal()) io.out(format.statusTable(root, entries));
   else io.out(format.statusPlain(root, entries));
   return exitStatus(entries.map((e) => e.judgement.state));
 }

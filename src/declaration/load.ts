@@ -4,7 +4,8 @@ import { BUILTIN_PROFILES, DEFAULT_PROFILE } from './profiles.js';
 import type { Declaration, Target } from './types.js';
 
 // zod, yaml and the validation code that needs them cost ~80 ms to import; `--help`
-// only needs describeProfiles(), so they are imported when a declaration is loaded.
+// only needs describeProfiles(), so they are imported when a declaration is loaded, and
+// not at all for built-in profiles alone (see builtinDeclaration).
 
 export class DeclarationError extends Error {
   readonly problems: string[];
@@ -18,6 +19,8 @@ export class DeclarationError extends Error {
 export interface LoadOptions {
   profiles?: string[];
   configs?: string[];
+  /** Built-in profiles through the validator too (tests: the shortcut gives what it gives). */
+  validateProfiles?: boolean;
 }
 
 type Parsed = { raw: unknown } | { problem: string };
@@ -170,10 +173,31 @@ async function parseConfig(file: string): Promise<Parsed> {
   return parseYaml(file, decoded.text);
 }
 
+/**
+ * The declaration of built-in profiles alone, without the validator (zod costs about 40 ms to
+ * import): what validation and combination make of them, which test/load.test.ts checks for every
+ * profile and for repeats. Undefined when a name is not a profile: the full path reports it.
+ */
+export function builtinDeclaration(names: readonly string[]): Declaration | undefined {
+  const sources: string[] = [];
+  const targets: Target[] = [];
+  for (const name of names) {
+    if (!Object.hasOwn(BUILTIN_PROFILES, name)) return undefined;
+    const source = `profile:${name}`;
+    // A profile given twice is the same wish (combine.ts merges identical repeats); profiles never share a name or a path.
+    if (sources.includes(source)) continue;
+    sources.push(source);
+    targets.push({ ...BUILTIN_PROFILES[name]!, source });
+  }
+  return { sources, targets };
+}
+
 export async function loadDeclaration(opts: LoadOptions = {}): Promise<Declaration> {
   const profiles = opts.profiles ?? [];
   const configs = opts.configs ?? [];
   const wanted = profiles.length === 0 && configs.length === 0 ? [DEFAULT_PROFILE] : profiles;
+  const builtin = configs.length === 0 && !opts.validateProfiles ? builtinDeclaration(wanted) : undefined;
+  if (builtin) return builtin;
   const [{ validateDeclaration, show }, { combineSources }, parsedConfigs] = await Promise.all([
     import('./validate.js'),
     import('./combine.js'),

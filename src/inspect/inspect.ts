@@ -1,8 +1,9 @@
 // Probing a target on disk: the facts status reports and apply --dry-run plans from.
 // The same questions the shell library asks (stat -f, inode 256, lsattr, btrfs filesystem df),
 // answered by the same programs, so the two cannot disagree about what they see.
-import { execa } from 'execa';
-import { lstat, opendir, stat } from 'node:fs/promises';
+import type { spawn as Spawn } from 'node:child_process';
+import { lstat, opendir, stat, statfs } from 'node:fs/promises';
+import { StringDecoder } from 'node:string_decoder';
 import { TEMP_SUFFIX, temporaryName } from '../facts.js';
 import { joinBase, relativePath, type Subject } from './subject.js';
 
@@ -69,14 +70,66 @@ interface ToolResult {
 }
 
 // As the shell library's nocow_init: sbin first, where btrfs lives on most distributions.
-const TOOL_ENV = { LC_ALL: 'C', PATH: `/usr/sbin:/usr/bin:/sbin:/bin${process.env.PATH ? `:${process.env.PATH}` : ''}` };
+const toolEnv = (): NodeJS.ProcessEnv => ({ ...process.env, LC_ALL: 'C', PATH: `/usr/sbin:/usr/bin:/sbin:/bin${process.env.PATH ? `:${process.env.PATH}` : ''}` });
 
-async function tool(command: string, args: string[]): Promise<ToolResult> {
-  const r = await execa(command, args, { reject: false, env: TOOL_ENV, stdin: 'ignore', stripFinalNewline: false });
-  const missing = (r as { code?: string }).code === 'ENOENT';
-  const stderr: string = typeof r.stderr === 'string' ? r.stderr : '';
-  const error = stderr.split('\n')[0] || (missing ? `${command}: not installed` : String(r.shortMessage ?? `${command} failed`));
-  return { ok: !r.failed, missing, stdout: typeof r.stdout === 'string' ? r.stdout : '', error };
+/** What stderr keeps of a program: enough for its first line. */
+const STDERR_KEPT = 4096;
+
+// Imported at the first program run: a target that is missing, or not on Btrfs, needs none.
+let spawner: Promise<typeof Spawn> | undefined;
+
+/**
+ * Runs a program (node:child_process: execa costs about 65 ms to import), stdin empty. Its
+ * stdout goes to `onStdout` as it comes when given (kept out of the result), else into `stdout`.
+ */
+async function tool(command: string, args: string[], opts: { cwd?: string; onStdout?: (text: string) => void } = {}): Promise<ToolResult> {
+  const spawn = await (spawner ??= import('node:child_process').then((m) => m.spawn));
+  return new Promise((resolve) => {
+    const child = spawn(command, args, { cwd: opts.cwd, env: toolEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const decoder = new StringDecoder('utf8');
+    let err = Buffer.alloc(0);
+    let spawnError: NodeJS.ErrnoException | undefined;
+    child.stdout.on('data', (chunk: Buffer) => (opts.onStdout ? opts.onStdout(decoder.write(chunk)) : out.push(chunk)));
+    child.stderr.on('data', (chunk: Buffer) => {
+      if (err.length < STDERR_KEPT) err = Buffer.concat([err, chunk]);
+    });
+    child.on('error', (error: NodeJS.ErrnoException) => (spawnError = error));
+    let cwdThere = true;
+    child.on('close', async (code, signal) => {
+      if (spawnError?.code === 'ENOENT' && opts.cwd !== undefined) cwdThere = await exists(opts.cwd);
+      if (opts.onStdout) opts.onStdout(decoder.end());
+      // ENOENT from spawn: the program, or the directory it was to run in, is not there.
+      const missing = spawnError?.code === 'ENOENT' && (opts.cwd === undefined || cwdThere);
+      const reason = spawnError
+        ? cwdThere
+          ? `${command}: ${spawnError.message}`
+          : `${command}: cannot run in ${opts.cwd}: no such directory`
+        : signal !== null
+          ? `${command} was killed by ${signal}`
+          : `${command} failed with exit status ${code}`;
+      const error = err.toString('utf8').split('\n')[0] || (missing ? `${command}: not installed` : reason);
+      resolve({ ok: spawnError === undefined && code === 0, missing, stdout: Buffer.concat(out).toString('utf8'), error });
+    });
+  });
+}
+
+/**
+ * The names `stat -f -c %T` (coreutils) gives the statfs(2) magic numbers met most; the shell
+ * library asks stat, which reads the same number. Any other file system: stat itself names it.
+ */
+const FS_NAMES: ReadonlyMap<number, string> = new Map([
+  [0x9123683e, 'btrfs'],
+  [0xef53, 'ext2/ext3'],
+  [0x58465342, 'xfs'],
+  [0x01021994, 'tmpfs'],
+]);
+
+/** `stat -f -c %T PATH`, without a process where the magic number is a known one. */
+async function fileSystemType(path: string): Promise<ToolResult> {
+  const known = await statfs(path).then((st) => FS_NAMES.get(st.type >>> 0), () => undefined);
+  if (known !== undefined) return { ok: true, missing: false, stdout: `${known}\n`, error: '' };
+  return tool('stat', ['-f', '-c', '%T', '--', path]);
 }
 
 const exists = (path: string) => lstat(path).then(() => true, () => false);
@@ -215,24 +268,6 @@ async function isEmpty(path: string, problems: string[]): Promise<boolean | null
 // Well under ARG_MAX (2 MiB on Linux, environment included), so any number of files takes few processes.
 const ARGS_BYTES = 128 * 1024;
 
-function batches(items: string[]): string[][] {
-  const out: string[][] = [];
-  let current: string[] = [];
-  let bytes = 0;
-  for (const item of items) {
-    const size = Buffer.byteLength(item) + 1;
-    if (current.length > 0 && bytes + size > ARGS_BYTES) {
-      out.push(current);
-      current = [];
-      bytes = 0;
-    }
-    current.push(item);
-    bytes += size;
-  }
-  if (current.length > 0) out.push(current);
-  return out;
-}
-
 /** `FLAGS NAME` per file, in argument order. Walking the known names (rather than splitting
  * lines) keeps names with spaces or newlines intact; a file lsattr failed on has no line. */
 function lsattrFlags(out: string, files: string[]): Map<string, string> {
@@ -266,42 +301,100 @@ function filefragExtents(out: string, files: string[]): Map<string, number> {
   return found;
 }
 
+/**
+ * Names gathered into argument lists of at most ARGS_BYTES, each handed to `run` when full;
+ * the runs go one after the other (as xargs runs them), while the caller goes on gathering.
+ */
+function batcher<T>(name: (item: T) => string, run: (items: T[], names: string[]) => Promise<void>) {
+  let items: T[] = [];
+  let names: string[] = [];
+  let bytes = 0;
+  let chain = Promise.resolve();
+  const flush = (): void => {
+    if (items.length === 0) return;
+    const [batch, batchNames] = [items, names];
+    items = [];
+    names = [];
+    bytes = 0;
+    chain = chain.then(() => run(batch, batchNames));
+  };
+  return {
+    add(item: T): void {
+      const n = name(item);
+      const size = Buffer.byteLength(n) + 1;
+      if (items.length > 0 && bytes + size > ARGS_BYTES) flush();
+      items.push(item);
+      names.push(n);
+      bytes += size;
+    },
+    /** Runs what is left; resolves when every run has ended. */
+    async end(): Promise<void> {
+      flush();
+      await chain;
+    },
+  };
+}
+
+/**
+ * The regular files inside DIR (same file system) without +C, with their sizes and extent counts.
+ * find's list is read as it comes and handed to lsattr in batches, the files it finds without +C
+ * to filefrag likewise: a file with +C is forgotten once its batch is read, and names are passed
+ * relative to DIR (run there), so they take fewer processes than absolute ones.
+ */
 async function cowFiles(dir: string, extents: boolean, problems: string[]): Promise<CowFile[]> {
-  // -xdev as in the shell library: a nested subvolume or mount is another target's business.
-  const found = await tool('find', [dir, '-xdev', '-type', 'f', '-printf', '%s %P\\0']);
-  if (!found.ok) problems.push(`cannot list the files in ${dir}: ${found.error}`);
-  const sizes = new Map<string, number>();
-  for (const entry of found.stdout.split('\0')) {
-    const space = entry.indexOf(' ');
-    if (space > 0) sizes.set(`${dir}/${entry.slice(space + 1)}`, Number(entry.slice(0, space)));
-  }
-  const files = [...sizes.keys()];
-  const flags = new Map<string, string>();
-  for (const batch of batches(files)) {
-    const ls = await tool('lsattr', ['--', ...batch]);
-    if (ls.missing) {
-      problems.push(`cannot read file attributes: ${ls.error}`);
-      break;
-    }
-    // A file removed since find listed it is simply not reported.
-    for (const [file, f] of lsattrFlags(ls.stdout, batch)) flags.set(file, f);
-  }
-  const cow = files.filter((f) => flags.has(f) && !flags.get(f)!.includes('C'));
-  const counts = new Map<string, number>();
-  if (extents) {
-    for (const batch of batches(cow)) {
-      const frag = await tool('filefrag', ['--', ...batch]);
-      if (frag.missing) {
-        problems.push(`cannot count extents: ${frag.error}`);
-        break;
+  const cow: CowFile[] = [];
+  let lsattrMissing = false;
+  let filefragMissing = false;
+  const frag = batcher<CowFile>(
+    (c) => c.path,
+    async (batch, names) => {
+      if (filefragMissing) return;
+      const run = await tool('filefrag', ['--', ...names], { cwd: dir });
+      if (run.missing) {
+        problems.push(`cannot count extents: ${run.error}`);
+        filefragMissing = true;
+        return;
       }
-      for (const [file, n] of filefragExtents(frag.stdout, batch)) counts.set(file, n);
-    }
-  }
-  const prefix = dir.length + 1;
-  return cow
-    .map((file) => ({ path: file.slice(prefix), size: sizes.get(file)!, extents: counts.get(file) ?? null }))
-    .sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+      const counts = filefragExtents(run.stdout, names);
+      for (const c of batch) c.extents = counts.get(c.path) ?? null;
+    },
+  );
+  const attrs = batcher<CowFile>(
+    (c) => c.path,
+    async (batch, names) => {
+      if (lsattrMissing) return;
+      const run = await tool('lsattr', ['--', ...names], { cwd: dir });
+      if (run.missing) {
+        problems.push(`cannot read file attributes: ${run.error}`);
+        lsattrMissing = true;
+        return;
+      }
+      // A file removed since find listed it is simply not reported.
+      const flags = lsattrFlags(run.stdout, names);
+      for (const c of batch) {
+        const f = flags.get(c.path);
+        if (f === undefined || f.includes('C')) continue;
+        cow.push(c);
+        if (extents) frag.add(c);
+      }
+    },
+  );
+  // -xdev as in the shell library: a nested subvolume or mount is another target's business.
+  let rest = '';
+  const found = await tool('find', [dir, '-xdev', '-type', 'f', '-printf', '%s %P\\0'], {
+    onStdout(text) {
+      const entries = (rest + text).split('\0');
+      rest = entries.pop()!;
+      for (const entry of entries) {
+        const space = entry.indexOf(' ');
+        if (space > 0) attrs.add({ path: entry.slice(space + 1), size: Number(entry.slice(0, space)), extents: null });
+      }
+    },
+  });
+  if (!found.ok) problems.push(`cannot list the files in ${dir}: ${found.error}`);
+  await attrs.end();
+  await frag.end();
+  return cow.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }
 
 export async function inspect(subject: Subject, opts: InspectOptions): Promise<Facts> {
@@ -331,7 +424,7 @@ export async function inspect(subject: Subject, opts: InspectOptions): Promise<F
   facts.location = location;
 
   const ancestor = await nearestExisting(location);
-  const fs = await tool('stat', ['-f', '-c', '%T', '--', ancestor]);
+  const fs = await fileSystemType(ancestor);
   if (!fs.ok) {
     problems.push(`cannot tell the file system of ${ancestor}: ${fs.error}`);
     return facts;
