@@ -28,7 +28,7 @@ export interface CommandModule {
 export const COMMANDS: readonly CommandModule[] = [generate, statusCommand, apply, migrate, convert, defrag, completion];
 
 /** The commands that act on a declaration: those the error for an unknown or missing command names. */
-export const MAIN_COMMANDS = ['generate', 'status', 'apply', 'migrate'] as const;
+export const MAIN_COMMANDS = ['generate', 'status', 'apply', 'migrate', 'convert', 'defrag'] as const;
 
 export const commandName = (c: Pick<CommandModule, 'command'>): string => c.command.split(' ')[0]!;
 

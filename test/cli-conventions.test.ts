@@ -13,7 +13,7 @@ import { builtCli } from './helpers/cli.js';
 
 const cli = builtCli();
 const DIST = join(import.meta.dirname, '..', 'dist');
-const UNKNOWN = 'nocow: error: unknown command "frobnicate"; commands: generate, status, apply, migrate\n';
+const UNKNOWN = 'nocow: error: unknown command "frobnicate"; commands: generate, status, apply, migrate, convert, defrag\n';
 
 async function nocow(args: string[], env: Record<string, string> = {}) {
   const r = await execa('node', [cli, ...args], { reject: false, timeout: 20_000, stripFinalNewline: false, env: { COLUMNS: '80', ...env } });
@@ -39,7 +39,7 @@ t.test('GIVEN an unknown command WHEN run THEN exactly one error line naming it 
   t.same(await nocow(['frobnicate', '--help']), { rc: 2, out: '', err: UNKNOWN }, 'also with --help');
   t.same(await nocow(['-h', 'frobnicate', '-p', 'libvirt']), { rc: 2, out: '', err: UNKNOWN }, 'whatever options surround it');
   const odd = await nocow(['gen\u001b[31m']);
-  t.equal(odd.err, 'nocow: error: unknown command "gen\\u001b[31m"; commands: generate, status, apply, migrate\n', 'control characters escaped');
+  t.equal(odd.err, 'nocow: error: unknown command "gen\\u001b[31m"; commands: generate, status, apply, migrate, convert, defrag\n', 'control characters escaped');
 });
 
 t.test('GIVEN no command WHEN run THEN one error line and one hint, status 2', async (t) => {
@@ -48,7 +48,7 @@ t.test('GIVEN no command WHEN run THEN one error line and one hint, status 2', a
       rc: 2,
       out: '',
       err:
-        'nocow: error: no command given; commands: generate, status, apply, migrate\n' +
+        'nocow: error: no command given; commands: generate, status, apply, migrate, convert, defrag\n' +
         'nocow: hint: nocow --help says what each command does; nocow COMMAND --help gives its options and examples\n',
     });
   }
