@@ -20,6 +20,8 @@ export interface RunInFsOptions {
   raid1?: boolean;
   sizeMiB?: number;
   mkfsArgs?: string[];
+  /** A second file system of this type (default size, default options), mounted at $MNT2. */
+  second?: FsType;
 }
 
 /** As execa gives them: output without its final newline. */
@@ -65,12 +67,16 @@ function prelude(o: RunInFsOptions): string {
         // mount -o loop sets autoclear: the device goes with the namespace's mount.
         `mount -t ${o.fs} -o loop "$RUNINFS_DIR/a.img" "$MNT"`,
       ];
+  const second = o.second
+    ? [`${MKFS[o.second].map(sq).join(' ')} "$RUNINFS_DIR/second.img"`, `mount -t ${o.second} -o loop "$RUNINFS_DIR/second.img" "$MNT2"`]
+    : [];
   return [
     'export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"',
     // Setup output goes to a log, so stdout and stderr are the script's alone.
     '{',
     `. ${sq(OBSERVE_SH)}`,
     ...setup,
+    ...second,
     '} >"$RUNINFS_DIR/setup.log" 2>&1',
     ': >"$RUNINFS_DIR/ready"',
     // Sourced from a file so error messages carry the script's own line numbers.
@@ -115,12 +121,17 @@ export async function runInFs(opts: RunInFsOptions): Promise<RunResult> {
       await writeFile(join(dir, image), '');
       await truncate(join(dir, image), bytes);
     }
+    if (opts.second) {
+      await writeFile(join(dir, 'second.img'), '');
+      await truncate(join(dir, 'second.img'), DEFAULT_MIB[opts.second] * 1024 * 1024);
+      await mkdir(join(dir, 'mnt2'));
+    }
     await mkdir(join(dir, 'mnt'));
     await writeFile(join(dir, 'script.sh'), opts.script);
     const result = await execa(
       'unshare',
       ['--mount', '--propagation', 'private', 'bash', '-euo', 'pipefail', '-c', prelude(opts)],
-      { env: { ...opts.env, MNT: join(dir, 'mnt'), RUNINFS_DIR: dir }, stdin: 'ignore', reject: false },
+      { env: { ...opts.env, MNT: join(dir, 'mnt'), ...(opts.second ? { MNT2: join(dir, 'mnt2') } : {}), RUNINFS_DIR: dir }, stdin: 'ignore', reject: false },
     );
     const ready = await readFile(join(dir, 'ready')).then(() => true, () => false);
     if (!ready) {
