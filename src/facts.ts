@@ -8,8 +8,29 @@ export const REDUNDANT_PROFILES: readonly string[] = ['raid1', 'raid1c3', 'raid1
 /** Suffixes of the fixed temporary names beside a target or a migrated file. */
 export const TEMP_SUFFIX = { new: '.nocow-new', old: '.nocow-old', migrate: '.nocow-migrate' } as const;
 
-/** The lock of a run, below the root, where flock(1) is missing (the shell library's nocow_lock_dir). */
+/**
+ * The mkdir lock inside the directory that holds a target, where flock(1) is missing (the shell
+ * library's nocow_lock_dir; src/host/lock.ts): that directory is what every run locks for the target.
+ */
 export const LOCK_DIR = '.nocow-kit.lock';
+
+/** The xattr nocow convert marks its copy with (NEW, then PATH until the old tree is gone): what tells its leftovers from others. */
+export const CONVERT_MARKER = 'trusted.nocow-kit.convert';
+
+/**
+ * What lsattr's FLAGS say froze a file or directory, in words ("immutable (chattr +i)", "append-only
+ * (chattr +a)", or both); undefined when neither. An admin froze it: nocow leaves it alone (the shell
+ * library's nocow_frozen says the same).
+ */
+export function frozenBy(flags: string | undefined): string | undefined {
+  const words = [flags?.includes('i') ? 'immutable (chattr +i)' : '', flags?.includes('a') ? 'append-only (chattr +a)' : ''].filter(Boolean);
+  return words.length > 0 ? words.join(' and ') : undefined;
+}
+
+/** Whether NAME (a file's last segment) is a fixed temporary name of nocow migrate beside a file: ".NAME" or ".nocow-CKSUM" and a suffix of a file's, not a directory's. */
+export function isFileTemporary(name: string): boolean {
+  return name.startsWith('.') && Object.values(TEMP_SUFFIX).some((suffix) => suffix !== TEMP_SUFFIX.new && suffix !== TEMP_SUFFIX.old && name.endsWith(suffix));
+}
 
 /** Linux's limit on one path segment, in bytes. */
 export const NAME_MAX = 255;

@@ -146,13 +146,13 @@ _nc_temp=${_nc_path%/*}/.nocow-${_nc_sum%% *}$1
 nocow_lock() {
 [ -z "$_nc_locked" ] || return 0
 if command -v flock >/dev/null 2>&1; then
-if command exec 9<"${_nc_top:-/}"; then
+if command exec 9<"$1"; then
 _nc_err=$(flock -w 300 9 2>&1) && {
 _nc_locked=flock
 return 0
 }
 if [ -z "$_nc_err" ]; then
-nocow_warn "another nocow run has held ${_nc_top:-/} for 5 minutes; left alone"
+nocow_warn "another nocow run has held $1 for 5 minutes; left alone"
 exec 9<&-
 return 1
 fi
@@ -163,10 +163,10 @@ return 0
 exec 9<&-
 fi
 fi
-nocow_lock_dir
+nocow_lock_dir "$1"
 }
 nocow_lock_dir() {
-_nc_lockdir=$_nc_top/'.nocow-kit.lock'
+_nc_lockdir=${1%/}/'.nocow-kit.lock'
 _nc_tries=0 _nc_empty=0
 while ! mkdir -- "$_nc_lockdir" 2>/dev/null; do
 if [ ! -d "$_nc_lockdir" ]; then
@@ -205,6 +205,23 @@ dir) rmdir -- "$_nc_lockdir/$$" "$_nc_lockdir" 2>/dev/null || : ;;
 esac
 _nc_locked=
 }
+nocow_lock_target() {
+nocow_ancestor "${_nc_path%/*}"
+while nocow_lock "$_nc_anc"; do
+_nc_held=$_nc_anc
+nocow_ancestor "${_nc_path%/*}"
+[ "$_nc_anc" != "$_nc_held" ] || return 0
+nocow_unlock
+done
+return 1
+}
+nocow_parent() {
+_nc_parent=${_nc_path%/*}
+[ "$_nc_anc" != "${_nc_parent:-/}" ] || return 0
+nocow_try "cannot create $_nc_parent" "$_nc_anc" mkdir -p -- "$_nc_parent" || return 1
+nocow_unlock
+nocow_lock_target
+}
 nocow_repair() {
 if [ ! -e "$_nc_path" ] && [ ! -L "$_nc_path" ] && [ -d "$_nc_old" ] && [ ! -L "$_nc_old" ]; then
 if [ -d "$_nc_new" ] && [ ! -L "$_nc_new" ]; then
@@ -219,19 +236,26 @@ if [ -d "$_nc_new" ] && [ ! -L "$_nc_new" ] && [ -e "$_nc_path" ]; then
 if rmdir -- "$_nc_new" 2>/dev/null; then
 nocow_say "$_nc_name" "removed $_nc_new left by an interrupted conversion"
 else
-nocow_warn "$_nc_new is left from an interrupted conversion but is not empty; left alone"
+nocow_kept "$_nc_new" "$_nc_new" 'the unfinished copy'
 fi
 fi
 if [ -d "$_nc_old" ] && [ ! -L "$_nc_old" ] && [ -e "$_nc_path" ]; then
 if rmdir -- "$_nc_old" 2>/dev/null; then
 nocow_say "$_nc_name" "removed $_nc_old left by an interrupted conversion"
 else
-nocow_warn "$_nc_old is left from an interrupted conversion but is not empty; left alone"
+nocow_kept "$_nc_old" "$_nc_path" 'the old tree'
 fi
 fi
 }
+nocow_kept() {
+if command -v getfattr >/dev/null 2>&1 && getfattr --only-values -h -n 'trusted.nocow-kit.convert' -- "$2" >/dev/null 2>&1; then
+nocow_warn "$1 holds $3 of an interrupted nocow convert; left alone: nocow convert $_nc_path removes it"
+else
+nocow_warn "$1 is left from an interrupted conversion but is not empty; left alone"
+fi
+}
 nocow_ancestor() {
-_nc_anc=$_nc_path
+_nc_anc=$1
 while [ ! -e "$_nc_anc" ]; do
 _nc_anc=${_nc_anc%/*}
 if [ -z "$_nc_anc" ]; then
@@ -304,9 +328,6 @@ esac
 }
 nocow_create() {
 _nc_parent=${_nc_path%/*}
-if [ -n "$_nc_parent" ] && [ ! -d "$_nc_parent" ]; then
-nocow_try "cannot create $_nc_parent" "$_nc_anc" mkdir -p -- "$_nc_parent" || return 1
-fi
 _nc_kind=directory
 if [ "$_nc_subvol" = auto ] && command -v btrfs >/dev/null 2>&1; then
 nocow_try "cannot create subvolume $_nc_path" "${_nc_parent:-/}" btrfs subvolume create -- "$_nc_path" || return 1
@@ -472,10 +493,21 @@ nocow_convertible && return 0
 _nc_target_dir=$_nc_path
 nocow_flag_decide
 }
+nocow_frozen() {
+[ -d "$_nc_path" ] && [ ! -L "$_nc_path" ] || return 1
+_nc_a=$(lsattr -d -- "$_nc_path" 2>/dev/null) || return 1
+case ${_nc_a%% *} in
+*i*a*) _nc_a='immutable (chattr +i) and append-only (chattr +a)' ;;
+*i*) _nc_a='immutable (chattr +i)' ;;
+*a*) _nc_a='append-only (chattr +a)' ;;
+*) return 1 ;;
+esac
+nocow_warn "$_nc_path is $_nc_a; left alone"
+}
 nocow_act() {
 nocow_repair
+nocow_frozen && return 0
 if [ ! -e "$_nc_path" ]; then
-nocow_ancestor
 nocow_create || return 0
 _nc_changed=1
 elif [ ! -d "$_nc_path" ]; then
@@ -520,11 +552,11 @@ nocow_temp '.nocow-new'
 _nc_new=$_nc_temp
 nocow_temp '.nocow-old'
 _nc_old=$_nc_temp
-nocow_ancestor
+nocow_ancestor "$_nc_path"
 [ "$(stat -f -c %T -- "$_nc_anc" 2>/dev/null)" = btrfs ] || return 0
 nocow_pending || return 0
-nocow_lock || return 0
-nocow_act
+nocow_lock_target || return 0
+nocow_parent && nocow_act
 nocow_unlock
 return 0
 }

@@ -4,13 +4,14 @@ import type { Argv } from 'yargs';
 import { realpath } from 'node:fs/promises';
 import { lstatSync } from 'node:fs';
 import { printable, size, type Io } from '../io.js';
-import { declarationOptions, exactPath, jsonOption, type CommandHelp, type DeclarationArgs } from '../cli-options.js';
+import { declarationOptions, exactPath, jsonOption, rootOption, type CommandHelp, type DeclarationArgs } from '../cli-options.js';
 import { TEMP_SUFFIX, temporaryName } from '../facts.js';
 import type { ConvertContext, Outcome, Progress } from '../convert/convert.js';
 import type { Subject } from '../inspect/subject.js';
 
 export interface ConvertArgs extends DeclarationArgs {
   paths: string[];
+  root: string;
   'force-nocow': boolean;
   'dry-run': boolean;
   json: boolean;
@@ -26,8 +27,8 @@ export const help: CommandHelp = {
       'without reflinks, keeping holes, preallocation, hard links, symlinks, special files, owners, modes, times, xattrs, ACLs and SELinux labels; ' +
       'the copy is verified entry by entry (SHA-256 of every file read back, metadata compared) and swapped in by two renames ' +
       '(PATH to PATH.nocow-old, the copy to PATH); the old tree is removed last. It needs room for a second copy meanwhile.',
-    'Killed at any point, nothing is lost and running it again finishes or undoes what was left. It holds the root lock of every ' +
-      'nocow run (flock on /) while it works. It refuses a PATH holding a file some process has open or mapped, or a loop device is attached to ' +
+    'Killed at any point, nothing is lost and running it again finishes or undoes what was left. While it works it holds the lock ' +
+      'every nocow run takes for PATH (flock on the directory holding it). It refuses a PATH holding a file some process has open or mapped, or a loop device is attached to ' +
       '(stop VMs and databases first), a nested subvolume or mount point, a hard link to outside, too little free space, and a redundant data profile ' +
       '(raid1, dup…) where +C is wanted unless --force-nocow; system paths (/etc, /usr…) are never converted.',
     'A PATH a declared target names (--profile, --config; default: libvirt) gets that target\'s nocow and redundancy settings; ' +
@@ -37,6 +38,7 @@ export const help: CommandHelp = {
     ['nocow convert /var/lib/libvirt/images', 'Make the libvirt images directory a +C subvolume, its files kept'],
     ['nocow convert -n /srv/vm /srv/db', 'Only say what would be done, and what would be refused'],
     ['nocow convert -p mariadb /var/lib/mysql', 'As the mariadb profile declares that directory'],
+    ['nocow convert --root /mnt/sysroot /var/lib/libvirt/images', 'The same directory inside an image or installer root'],
     ['nocow convert --json /srv/vm | jq -r ".targets[0].result"', 'The outcome per PATH, as JSON'],
   ],
   exitStatus: [
@@ -47,14 +49,17 @@ export const help: CommandHelp = {
 };
 
 export function builder(yargs: Argv): Argv<ConvertArgs> {
-  const options = declarationOptions(
-    yargs.positional('paths', {
-      describe: 'Directories to make subvolumes, with their files',
-      type: 'string',
-      array: true,
-      // Required: no "[default: []]" in --help.
-      default: undefined,
-    }),
+  const options = rootOption(
+    declarationOptions(
+      yargs.positional('paths', {
+        describe: 'Directories to make subvolumes, with their files (under --root)',
+        type: 'string',
+        array: true,
+        // Required: no "[default: []]" in --help.
+        default: undefined,
+      }),
+    ),
+    'Convert the PATHs as seen under DIR (an image or installer root)',
   )
     .option('force-nocow', { type: 'boolean', default: false, describe: 'Convert with +C even on a redundant data profile (raid1, dup…), giving up checksums' })
     .option('dry-run', { alias: 'n', type: 'boolean', default: false, describe: 'Check each PATH and say what would be done, or why it would be refused' });
@@ -75,26 +80,19 @@ export interface TargetReport {
 const exists = (path: string) => lstatSync(path, { throwIfNoEntry: false });
 
 export async function run(args: ConvertArgs, io: Io): Promise<number> {
-  const [{ resolveTargets, MigrateError }, { convertPath }, { takeRootLock }, { loadDeclaration }, { declaredSubject, undeclaredSubject }] = await Promise.all([
-    import('../migrate/migrate.js'),
+  const [{ convertPath }, { lockFor }, { loadDeclaration }, { declaredSubject, joinBase, undeclaredSubject }, { directoryArg, operandPath }] = await Promise.all([
     import('../convert/convert.js'),
-    import('../convert/lock.js'),
+    import('../host/lock.js'),
     import('../declaration/load.js'),
     import('../inspect/subject.js'),
+    import('../inspect/select.js'),
   ]);
   // A name that is not UTF-8 reaches us changed (U+FFFD): it would name another directory.
   for (const path of args.paths) exactPath('PATH', path);
-  let resolved: string[];
-  try {
-    // Every path is checked against the refused system paths, as given and resolved, before any is read.
-    resolved = await resolveTargets(args.paths);
-  } catch (error) {
-    if (error instanceof MigrateError) {
-      io.err(`nocow: error: ${printable(error.message)}\n`);
-      return 2;
-    }
-    throw error;
-  }
+  const root = await directoryArg('--root', args.root);
+  // Every path is checked against the refused system paths, as given and resolved, before any is read.
+  const resolved: string[] = [];
+  for (const path of args.paths) resolved.push(await operandPath(path, root));
   const problems: string[] = [];
   resolved.forEach((path, i) => {
     const st = exists(path);
@@ -113,17 +111,19 @@ export async function run(args: ConvertArgs, io: Io): Promise<number> {
   const declared = await Promise.all(
     declaration.targets
       .filter((t) => t.scope === 'system')
-      .map(async (t) => ({ target: t, paths: [t.path, await realpath(t.path).catch(() => t.path)] })),
+      .map(async (t) => {
+        const path = joinBase(root, t.path);
+        return { target: t, paths: [path, await realpath(path).catch(() => path)] };
+      }),
   );
   const requests: { path: string; subject: Subject }[] = [];
   for (const path of resolved) {
     if (requests.some((r) => r.path === path)) continue;
     const match = declared.find((d) => d.paths.includes(path))?.target;
-    requests.push({ path, subject: match ? declaredSubject(match, '/', undefined) : undeclaredSubject(path, '/') });
+    requests.push({ path, subject: match ? declaredSubject(match, root, undefined) : undeclaredSubject(path, '/') });
   }
 
   const bar = await progressBar();
-  let lock: { release(): void } | undefined;
   const reports: TargetReport[] = [];
   let status = 0;
   try {
@@ -133,16 +133,23 @@ export async function run(args: ConvertArgs, io: Io): Promise<number> {
         bar?.clear();
         io.out(`nocow: ${printable(path)}: ${printable(line)}\n`);
       };
+      // PATH's own lock, taken once its checks pass and held while it is converted: other targets never wait for it.
+      let lock: { release(): void } | undefined;
       const ctx: ConvertContext = {
         dryRun: args['dry-run'],
         forceNocow: args['force-nocow'],
         say,
         ...(bar ? { progress: bar } : {}),
         lock: async () => {
-          lock ??= await takeRootLock('/', () => io.err('nocow: waiting for the lock on / (another nocow run holds it; at most 5 minutes)\n'));
+          lock ??= await lockFor(path, (dir) => io.err(`nocow: waiting for the lock on ${printable(dir)} (another nocow run holds it; at most 5 minutes)\n`));
         },
       };
-      const o = await convertPath({ path, subject }, ctx);
+      let o: Outcome;
+      try {
+        o = await convertPath({ path, subject }, ctx);
+      } finally {
+        lock?.release();
+      }
       bar?.stop();
       reports.push({ path, name: subject.name, result: o.result, reason: o.reason, files: o.files, bytes: o.bytes });
       const flag = subject.nocow ? ' with +C' : '';
@@ -168,7 +175,6 @@ export async function run(args: ConvertArgs, io: Io): Promise<number> {
     }
   } finally {
     bar?.stop();
-    lock?.release();
   }
   if (args.json) {
     const results = reports.map((r) => r.result);

@@ -202,7 +202,9 @@ export async function run(args: DefragArgs, io: Io): Promise<number> {
     else if (r.result === 'skipped') complain(`${path}: skipped: ${printable(r.reason!)}`);
     else if (r.result === 'failed') complain(`${path}: not defragmented: ${printable(r.reason!)}`);
   };
-  const outcomes = await defragFiles([...new Set(files)], { minExtents: args['min-extents'], forceShared: args['force-shared'], dryRun: args['dry-run'] }, show);
+  // The lock every nocow run takes for what it changes (src/host/lock.ts): each place's, while its files are rewritten.
+  const lock = args['dry-run'] || files.length === 0 ? undefined : await (await import('../host/lock.js')).lockAll(places.map((p) => p.location), (dir) => io.err(`nocow: waiting for the lock on ${printable(dir)} (another nocow run holds it; at most 5 minutes)\n`));
+  const outcomes = await defragFiles([...new Set(files)], { minExtents: args['min-extents'], forceShared: args['force-shared'], dryRun: args['dry-run'] }, show).finally(() => lock?.release());
   if (outcomes.some((o) => o.notable)) status = 1;
   const below = outcomes.filter((o) => o.report.result === 'below-threshold').length;
   if (below > 0) say(`${plural(below, 'file')} at or below the threshold (${args['min-extents']} extents per GiB, at least ${args['min-extents']}): left as ${below === 1 ? 'it is' : 'they are'}`);

@@ -2,12 +2,13 @@
 // PATHs, the files in the declared targets' directories where +C is expected.
 import type { Argv } from 'yargs';
 import { printable, size, type Io } from '../io.js';
-import { declarationOptions, exactPath, jsonOption, type CommandHelp, type DeclarationArgs } from '../cli-options.js';
+import { declarationOptions, exactPath, jsonOption, rootOption, type CommandHelp, type DeclarationArgs } from '../cli-options.js';
 import { UsageError } from '../errors.js';
 import type { Candidate, MigrateOptions } from '../migrate/migrate.js';
 
 export interface MigrateArgs extends DeclarationArgs {
   paths: string[];
+  root: string;
   force: boolean;
   'force-nocow': boolean;
   'dry-run': boolean;
@@ -23,9 +24,12 @@ export const help: CommandHelp = {
       "without reflinks, keeping holes and preallocation, read back from the disk (not the page cache) and compared byte for byte " +
       "with the original's data as it was read, given the original's owner, mode, times " +
       'and xattrs, then renamed over the original. Killed at any point, the original is intact and a re-run finishes the job. ' +
-      'A file that changes during its copy, or that a process opens meanwhile, keeps its original; the copy is removed.',
-    'PATHs are resolved (symlinks followed); system paths (/etc, /usr…, as given or resolved) are refused. ' +
-      'Without PATH, the declared system-scope targets (--profile, --config; default: libvirt) are migrated where nocow status expects +C of their files: ' +
+      'A file that changes during its copy, or that a process opens meanwhile, keeps its original; the copy is removed. ' +
+      'A copy an interrupted run left is removed by the next run over its directory (or file), unless a process has it open. ' +
+      'A file that is immutable or append-only (chattr +i, +a), or in a directory that is, is left alone. ' +
+      'While it rewrites, it holds the lock every nocow run takes for each PATH (flock on the directory holding it).',
+    'PATHs are resolved (symlinks followed), under --root when given; system paths (/etc, /usr…, as given or resolved) are refused. ' +
+      'Without PATH, the declared system-scope targets (--profile, --config; default: libvirt) under --root are migrated where nocow status expects +C of their files: ' +
       'on Btrfs, not opted out, nocow: true, and a data profile that is not redundant unless redundancy: force-nocow; each other target is skipped with one line saying why.',
   ],
   examples: [
@@ -33,6 +37,7 @@ export const help: CommandHelp = {
     ['nocow migrate /var/lib/libvirt/images', 'The same, by path'],
     ['nocow migrate -n /var/lib/libvirt/images/win11.qcow2', 'Only say what would happen'],
     ['nocow migrate -p mariadb --json', 'The MariaDB data directory, the outcome per file as JSON'],
+    ['nocow migrate --root /mnt/sysroot', 'The declared targets inside an image or installer root'],
   ],
   exitStatus: [
     [0, 'every file rewritten, or none needed it (--dry-run: none would be refused)'],
@@ -42,14 +47,17 @@ export const help: CommandHelp = {
 };
 
 export function builder(yargs: Argv): Argv<MigrateArgs> {
-  const options = declarationOptions(
-    yargs.positional('paths', {
-      describe: 'Files, or directories whose files lacking +C are rewritten',
-      type: 'string',
-      array: true,
-      default: [] as string[],
-      defaultDescription: "the declared targets' directories",
-    }),
+  const options = rootOption(
+    declarationOptions(
+      yargs.positional('paths', {
+        describe: 'Files, or directories whose files lacking +C are rewritten (under --root)',
+        type: 'string',
+        array: true,
+        default: [] as string[],
+        defaultDescription: "the declared targets' directories",
+      }),
+    ),
+    'Migrate the declared targets, or the PATHs, under DIR (an image or installer root)',
   )
     .option('force', {
       type: 'boolean',
@@ -78,30 +86,45 @@ interface Skipped {
   reason: string;
 }
 
+/** A copy left by an interrupted run, in --json. */
+export interface LeftoverReport {
+  path: string;
+  result: 'removed' | 'would-remove' | 'kept';
+  reason: string | null;
+  sizeBytes: number;
+}
+
 export async function run(args: MigrateArgs, io: Io): Promise<number> {
-  const { findCandidates, migrateFiles, resolveTargets, MigrateError } = await import('../migrate/migrate.js');
+  const [{ findCandidates, leftoversOf, migrateFiles, removeLeftovers, resolveTargets, temporaryName, MigrateError }, { directoryArg, operandPath }] = await Promise.all([
+    import('../migrate/migrate.js'),
+    import('../inspect/select.js'),
+  ]);
   const opts: MigrateOptions = { force: args.force, forceNocow: args['force-nocow'] };
   // A name that is not UTF-8 reaches us changed (U+FFFD): it would name another file.
   for (const path of args.paths) exactPath('PATH', path);
   if (args.paths.length > 0 && (args.profile.length > 0 || args.config.length > 0)) {
     throw new UsageError('give PATHs or --profile/--config, not both: without PATH, migrate takes the declared targets\' directories');
   }
+  const root = await directoryArg('--root', args.root);
   const skipped: Skipped[] = [];
   let status = 0;
   let candidates: Candidate[] = [];
-  let looked = args.paths.length;
+  // What the run works on: each PATH, or each declared directory, as it is on this machine.
+  const operands: string[] = [];
   try {
     if (args.paths.length > 0) {
       // Every path is checked against the refused system paths before any is read.
-      candidates = await findCandidates(await resolveTargets(args.paths), opts);
+      for (const path of args.paths) operands.push(await operandPath(path, root));
+      candidates = await findCandidates(operands, opts);
     } else {
-      const declared = await declaredDirectories(args, io);
+      const declared = await declaredDirectories(args, root, io);
       // A target that could not be inspected: like a PATH that is refused, nothing is rewritten.
       if (declared.failed) return 2;
       skipped.push(...declared.skipped);
-      looked = declared.directories.length;
       for (const { path, forceNocow } of declared.directories) {
-        candidates.push(...(await findCandidates(await resolveTargets([path]), { ...opts, forceNocow: opts.forceNocow || forceNocow })));
+        const resolved = await resolveTargets([path]);
+        operands.push(...resolved);
+        candidates.push(...(await findCandidates(resolved, { ...opts, forceNocow: opts.forceNocow || forceNocow })));
       }
     }
   } catch (error) {
@@ -119,41 +142,66 @@ export async function run(args: MigrateArgs, io: Io): Promise<number> {
   };
   const refused = candidates.filter((c) => c.refusal);
   const todo = candidates.filter((c) => !c.refusal);
+  // The copies interrupted runs left: those of the files rewritten now go as they are rewritten.
+  const rewritten = new Set(todo.map((c) => temporaryName(c.path)));
+  const leftovers = (await leftoversOf(operands)).filter((l) => !rewritten.has(l.path));
+  const leftoverReports: LeftoverReport[] = [];
   for (const c of candidates) if (c.refusal) report(c, 'refused', c.refusal);
   for (const c of refused) io.err(`nocow: ${printable(c.path)}: not rewritten: ${printable(c.refusal!)}\n`);
-  if (candidates.length === 0 && looked > 0) say('nothing to migrate: every file already has +C');
+  if (candidates.length === 0 && operands.length > 0) say('nothing to migrate: every file already has +C');
   if (refused.length > 0) status = 1;
   if (args['dry-run']) {
+    for (const l of leftovers) {
+      leftoverReports.push({ path: l.path, result: 'would-remove', reason: null, sizeBytes: l.size });
+      say(`${printable(l.path)}: would remove the copy an interrupted nocow migrate left (${size(l.size)})`);
+    }
     for (const c of todo) {
       report(c, 'would-rewrite', null);
       say(`${printable(c.path)}: would rewrite (${size(c.size)}, ${c.extents === undefined ? '? extents' : c.extents === 1 ? '1 extent' : `${c.extents} extents`})`);
     }
-  } else {
-    const bar = await progressBar(todo.reduce((sum, c) => sum + c.size, 0), todo[0]?.path ?? '');
-    await migrateFiles(todo, opts, {
-      start: (c) => bar?.setFile(c.path),
-      progress: (bytes) => bar?.add(bytes),
-      tick: () => bar?.tick() ?? Promise.resolve(),
-      done: ({ candidate: c, error, extentsAfter }) => {
-        bar?.clear();
-        if (error) {
+  } else if (todo.length > 0 || leftovers.length > 0) {
+    const { lockAll } = await import('../host/lock.js');
+    const lock = await lockAll(operands, (dir) => io.err(`nocow: waiting for the lock on ${printable(dir)} (another nocow run holds it; at most 5 minutes)\n`));
+    try {
+      const kept = removeLeftovers(leftovers.map((l) => l.path));
+      for (const l of leftovers) {
+        const why = kept.get(l.path);
+        leftoverReports.push({ path: l.path, result: why === undefined ? 'removed' : 'kept', reason: why ?? null, sizeBytes: l.size });
+        if (why === undefined) say(`${printable(l.path)}: removed the copy an interrupted nocow migrate left (${size(l.size)})`);
+        else {
           status = 1;
-          report(c, 'failed', error.message);
-          io.err(`nocow: ${printable(c.path)}: not rewritten: ${printable(error.message)}\n`);
-          return;
+          io.err(`nocow: ${printable(l.path)}: the copy an interrupted nocow migrate left is kept: ${printable(why)}\n`);
         }
-        const after = extentsAfter ?? null;
-        report(c, 'rewritten', null, after);
-        say(`${printable(c.path)}: rewritten as NOCOW (${size(c.size)}; extents ${c.extents ?? '?'} → ${after ?? '?'})`);
-      },
-    });
-    bar?.stop();
+      }
+      const bar = await progressBar(todo.reduce((sum, c) => sum + c.size, 0), todo[0]?.path ?? '');
+      await migrateFiles(todo, opts, {
+        start: (c) => bar?.setFile(c.path),
+        progress: (bytes) => bar?.add(bytes),
+        tick: () => bar?.tick() ?? Promise.resolve(),
+        done: ({ candidate: c, error, extentsAfter }) => {
+          bar?.clear();
+          if (error) {
+            status = 1;
+            report(c, 'failed', error.message);
+            io.err(`nocow: ${printable(c.path)}: not rewritten: ${printable(error.message)}\n`);
+            return;
+          }
+          const after = extentsAfter ?? null;
+          report(c, 'rewritten', null, after);
+          say(`${printable(c.path)}: rewritten as NOCOW (${size(c.size)}; extents ${c.extents ?? '?'} → ${after ?? '?'})`);
+        },
+      });
+      bar?.stop();
+    } finally {
+      lock.release();
+    }
   }
+
   if (args.json) {
-    const done = files.some((f) => f.result === 'rewritten' || f.result === 'would-rewrite');
+    const done = files.some((f) => f.result === 'rewritten' || f.result === 'would-rewrite') || leftoverReports.some((l) => l.result !== 'kept');
     const state = status === 1 ? 'incomplete' : !done ? 'unchanged' : args['dry-run'] ? 'would-rewrite' : 'rewritten';
     files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-    io.out(`${JSON.stringify({ version: 1, dryRun: args['dry-run'], state, files, skipped }, null, 2)}\n`);
+    io.out(`${JSON.stringify({ version: 1, dryRun: args['dry-run'], state, files, skipped, leftovers: leftoverReports }, null, 2)}\n`);
   }
   return status;
 }
@@ -163,7 +211,7 @@ export async function run(args: MigrateArgs, io: Io): Promise<number> {
  * their files (what nocow status would call a deviation), each with its declared redundancy
  * policy; every other target skipped with one line on stderr saying why.
  */
-async function declaredDirectories(args: MigrateArgs, io: Io) {
+async function declaredDirectories(args: MigrateArgs, root: string, io: Io) {
   const [{ loadDeclaration }, { inspect }, { judge }, { declaredSubject }] = await Promise.all([
     import('../declaration/load.js'),
     import('../inspect/inspect.js'),
@@ -183,8 +231,8 @@ async function declaredDirectories(args: MigrateArgs, io: Io) {
       skip(t.name, t.path, 'a user-scope target: give its directory in your home as PATH');
       continue;
     }
-    const subject = declaredSubject(t, '/', undefined);
-    const facts = await inspect(subject, { root: '/', extents: false });
+    const subject = declaredSubject(t, root, undefined);
+    const facts = await inspect(subject, { root, extents: false });
     const judgement = judge(subject, facts);
     if (facts.problems.length > 0) {
       failed = true;

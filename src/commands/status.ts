@@ -16,7 +16,7 @@ export const describe = 'Show whether each declared directory is a subvolume wit
 export const help: CommandHelp = {
   notes: [
     'It changes nothing. For each declared target under --root: file system, existence, subvolume, +C on the directory, data profile, opt-out, ' +
-      'leftovers of an interrupted conversion, and each file inside that lacks +C with its size and extent count (fragmentation). ' +
+      'what an interrupted convert, migrate or apply left (with its size and the command that clears it), and each file inside that lacks +C with its size and extent count (fragmentation). ' +
       'User-scope targets are skipped unless --home names the home to look in.',
     'On a terminal the report is a table; otherwise one block of "field: value" lines per target. Control characters in names are shown escaped.',
   ],

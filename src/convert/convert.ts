@@ -1,6 +1,6 @@
 // nocow convert PATH: a filled plain directory made a subvolume, with +C as declared, on request.
 //
-//   1. checks (first without the lock, then again holding the root's lock, src/convert/lock.ts, the
+//   1. checks (first without the lock, then again holding PATH's lock, src/host/lock.ts, the
 //      shell library's: a refusal takes no lock, as a target in place takes none): on Btrfs, not
 //      a subvolume or mount point, no nested subvolume, no hard link to outside, no name that is
 //      not UTF-8, nothing immutable, no file open or mapped by a process or under a loop device
@@ -132,7 +132,7 @@ export interface ConvertContext {
   /** One line on stdout about PATH (the command adds "nocow: PATH: "). */
   say(line: string): void;
   progress?: Progress;
-  /** Takes the root's lock, once for the whole run; not called on a dry run. */
+  /** Takes PATH's lock (src/host/lock.ts), held until PATH is done; not called on a dry run. */
   lock(): Promise<void>;
 }
 

@@ -1,7 +1,8 @@
 // Facts about a target → whether it is as declared (status), and what nocow apply would do (--dry-run).
 // Pure: the same rules as docs/design.md's per-target algorithm, read off the facts, never acted on.
-import type { Facts } from './inspect.js';
+import type { Facts, Leftover } from './inspect.js';
 import { REDUNDANT_PROFILES } from '../facts.js';
+import { size } from '../io.js';
 import type { Subject } from './subject.js';
 
 /** Exit status 0 unless some target deviates (1) or could not be inspected (2). */
@@ -36,9 +37,53 @@ function compressionWords(f: Facts, path: string): { block: string | null; note:
   return { block, note };
 }
 
-/** The command that makes a filled directory a subvolume, its path quoted for a shell where it needs it. */
+/** A path as a shell reads it: quoted where it needs it. */
+const shellWord = (path: string): string => (/^[A-Za-z0-9/._+,:@%=-]+$/.test(path) ? path : `'${path.replaceAll("'", `'\\''`)}'`);
+
+/** The command that makes a filled directory a subvolume, and finishes or undoes an interrupted one. */
 function convertCommand(path: string): string {
-  return `nocow convert ${/^[A-Za-z0-9/._+,:@%=-]+$/.test(path) ? path : `'${path.replaceAll("'", `'\\''`)}'`}`;
+  return `nocow convert ${shellWord(path)}`;
+}
+
+/** What a leftover is, in words: "PATH is the unfinished copy of an interrupted nocow convert, 115.0 MiB". */
+function leftoverWords(l: Leftover): string {
+  if (l.kind === 'migrate') return `${l.path} is the copy an interrupted nocow migrate left, ${size(l.bytes)}`;
+  if (!l.directory) return `${l.path} is in the way of a conversion (not left by nocow)`;
+  if (l.empty) return `${l.path} is left by an interrupted conversion, empty`;
+  if (l.convert === true) return `${l.path} is ${l.kind === 'new' ? 'the unfinished copy' : 'the old tree'} of an interrupted nocow convert, ${size(l.bytes)}`;
+  return `${l.path} is left by an interrupted conversion and holds ${size(l.bytes)}`;
+}
+
+/**
+ * Who clears a leftover, by the rules of the shell library's nocow_repair (nocow apply: an empty one,
+ * and the renames of a conversion killed between them) and of nocow convert (its own copy and old
+ * tree, which hold data the shell library never removes), and of nocow migrate (its copies): the
+ * command, in words, or what to do when nothing of nocow clears it.
+ */
+function leftoverFix(s: Subject, f: Facts, l: Leftover): string {
+  const location = f.location ?? s.path;
+  // nocow apply acts on declared system-scope targets only.
+  const apply = s.scope === 'system' && s.name !== null;
+  const convert = convertCommand(location);
+  const lookAtIt = 'nocow leaves it alone: look at it, then move it away';
+  if (l.kind === 'migrate') return `nocow migrate ${shellWord(location)} removes it`;
+  if (!l.directory) return lookAtIt;
+  const fresh = f.leftovers.find((o) => o.kind === 'new' && o.directory);
+  const whole = `${convert} removes it once the directory holds all of it`;
+  if (!f.exists) {
+    // Killed between the two renames: the shell library completes the swap with NEW, or restores PATH from OLD.
+    if (!f.leftovers.some((o) => o.kind === 'old' && o.directory)) return lookAtIt;
+    if (l.kind === 'new') return apply ? 'nocow apply completes the conversion with it' : l.convert === true ? `${convert} finishes the conversion` : lookAtIt;
+    if (!fresh) return apply ? 'nocow apply restores the directory from it' : `${convert} restores the directory from it, then converts it`;
+    if (apply) return l.empty ? 'nocow apply completes the conversion, then removes it' : `nocow apply completes the conversion; then ${whole}`;
+    return fresh.convert === true ? `${convert} finishes the conversion, then removes it once the directory holds all of it` : lookAtIt;
+  }
+  if (l.empty) return apply ? 'nocow apply removes it' : `${convert} removes it`;
+  // OLD holding data beside a subvolume: convert checks it against the subvolume, entry by entry, before removing it.
+  if (l.kind === 'old') return f.subvolume === true ? whole : lookAtIt;
+  if (l.convert === true) return `${convert} removes it`;
+  if (l.convert === null) return `if nocow convert left it, ${convert} removes it; nocow status run as root tells`;
+  return lookAtIt;
 }
 
 function optOutNote(f: Facts): string | null {
@@ -69,9 +114,11 @@ export function judge(s: Subject, f: Facts): Judgement {
     // nocow apply acts on system targets only; user tmpfiles.d on user ones, and only by `v` and `h +C`.
     const hint = (system: string, user?: string): string => {
       const h = s.scope === 'system' ? system : user;
+      // An admin froze the directory: apply leaves it alone (it warns) until that is undone.
+      if (f.frozen && h?.includes('nocow apply')) return ` (it is ${f.frozen}: nocow apply leaves it alone)`;
       return h ? ` (${h})` : '';
     };
-    for (const leftover of f.leftovers) deviations.push(`${leftover} is left by an interrupted conversion${hint('nocow apply repairs it')}`);
+    for (const leftover of f.leftovers) deviations.push(`${leftoverWords(leftover)} (${leftoverFix(s, f, leftover)})`);
     if (!f.exists) deviations.push(`missing${hint('nocow apply creates it', 'user tmpfiles.d creates it at the next login')}`);
     else if (!f.directory) deviations.push(`exists and is not a directory${hint('nocow apply leaves it alone')}`);
     else {
@@ -112,19 +159,49 @@ export function exitStatus(states: State[]): number {
 }
 
 /**
+ * What the shell library's nocow_repair does first: its steps ("remove the empty …"), and the
+ * conversion leftovers it leaves alone, each with a warning (those holding data: never its to remove).
+ */
+function repairPlan(f: Facts): { steps: string[]; kept: Leftover[] } {
+  const fresh = f.leftovers.find((l) => l.kind === 'new' && l.directory);
+  const old = f.leftovers.find((l) => l.kind === 'old' && l.directory);
+  const steps: string[] = [];
+  let left = [fresh, old];
+  let exists = f.exists;
+  if (!exists && old) {
+    steps.push(fresh ? `complete the interrupted conversion (rename ${fresh.path} to the directory)` : `restore the directory from ${old.path}`);
+    left = fresh ? [old] : [];
+    exists = true;
+  }
+  const kept: Leftover[] = [];
+  for (const l of left) {
+    if (!l || !exists) continue;
+    if (l.empty) steps.push(`remove the empty ${l.path}`);
+    else kept.push(l);
+  }
+  return { steps, kept };
+}
+
+/**
  * What the shell library would do to this target now, step by step as docs/design.md orders them,
- * as one sentence starting with "would …" or "nothing: …". A plan read off the facts, not a run.
+ * as one sentence starting with "would …" or "nothing…". A plan read off the facts, not a run.
  */
 export function planApply(s: Subject, f: Facts): string {
   if (f.optOut?.by === 'env') return 'nothing: NOCOW_DISABLE=1';
   if (f.optOut) return `nothing: opted out by the masked ${f.optOut.file}`;
   if (f.escapes) return `nothing: ${f.escapes} is a symlink leading out of the root (a warning)`;
   if (f.problems.length > 0) return `cannot tell: ${f.problems[0]}`;
-  if (f.leftovers.length > 0) {
-    return `would first repair the interrupted conversion that left ${f.leftovers.join(' and ')}, then act on what the repair leaves`;
-  }
   if (f.fstype !== 'btrfs') return `nothing: not on Btrfs (${f.fstype})`;
+  const repair = repairPlan(f);
+  const kept = repair.kept.map((l) => `; ${leftoverWords(l)}: left alone, with a warning (${leftoverFix(s, f, l)})`).join('');
+  if (!f.exists && repair.steps.length > 0) return `would first ${repair.steps.join(', then ')}, then act on what the repair leaves${kept}`;
+  const rest = planTarget(s, f);
+  if (repair.steps.length === 0) return `${rest}${kept}`;
+  return `would first ${repair.steps.join(', then ')}${rest.startsWith('would ') ? `, then ${rest.slice('would '.length)}` : `; then ${rest}`}${kept}`;
+}
 
+/** planApply past the repair: what the shell library does to the target itself. */
+function planTarget(s: Subject, f: Facts): string {
   const skip = redundancySkip(s, f);
   const flag = !s.nocow ? '' : skip ? `; ${skip}` : '';
   const makesSubvolumes = s.subvolume === 'auto' && f.btrfsProgs;
@@ -133,6 +210,7 @@ export function planApply(s: Subject, f: Facts): string {
     return `would create a ${kind} with mode ${s.mode}, owner ${s.user}:${s.group}${s.nocow && !skip ? ', and set +C' : flag}`;
   }
   if (!f.directory) return 'nothing: it exists and is not a directory (a warning)';
+  if (f.frozen) return `nothing: it is ${f.frozen}, so it is left alone (a warning)`;
   if (makesSubvolumes && f.subvolume === false && !f.mountPoint && f.empty) {
     return `would convert the empty directory into a subvolume, keeping its mode, owner, ACLs, xattrs and times${s.nocow && !skip ? ', with +C' : flag}`;
   }

@@ -36,7 +36,7 @@ export function statusJson(root: string, home: string | null, entries: Entry[]):
     nocow: f.nocow,
     dataProfile: f.dataProfile,
     optOut: f.optOut === null ? null : { by: f.optOut.by, file: f.optOut.file },
-    leftovers: f.leftovers,
+    leftovers: f.leftovers.map((l) => l.path),
     cowFiles: f.cowFiles === null ? null : f.cowFiles.map((c) => ({ path: c.path, size: c.size, extents: c.extents })),
     expected: j.expected,
     state: j.state,

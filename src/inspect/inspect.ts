@@ -2,9 +2,9 @@
 // The same questions the shell library asks (stat -f, inode 256, lsattr, btrfs filesystem df),
 // answered by the same programs, so the two cannot disagree about what they see.
 import type { spawn as Spawn } from 'node:child_process';
-import { lstat, opendir, stat, statfs } from 'node:fs/promises';
+import { lstat, opendir, readdir, stat, statfs } from 'node:fs/promises';
 import { StringDecoder } from 'node:string_decoder';
-import { TEMP_SUFFIX, temporaryName } from '../facts.js';
+import { CONVERT_MARKER, TEMP_SUFFIX, frozenBy, isFileTemporary, temporaryName } from '../facts.js';
 import { joinBase, relativePath, type Subject } from './subject.js';
 
 export interface CowFile {
@@ -18,6 +18,25 @@ export interface CowFile {
 export type Compression = { kind: 'flag'; algorithm: string | null } | { kind: 'mount'; option: string };
 
 export type OptOut = { by: 'env'; file: null } | { by: 'mask'; file: string };
+
+/** Something an interrupted run left beside the target, or inside it. */
+export interface Leftover {
+  path: string;
+  /** A conversion's new subvolume (PATH.nocow-new) or old directory (PATH.nocow-old), or a copy nocow migrate made of a file inside. */
+  kind: 'new' | 'old' | 'migrate';
+  /** A directory, as a conversion leaves them (anything else at those names is in the way). */
+  directory: boolean;
+  /** A directory without entries. */
+  empty: boolean;
+  /** Bytes of its files (a directory: every file below it). */
+  bytes: number;
+  /**
+   * A conversion's, holding data: whether nocow convert left it, by the mark it puts on its copy
+   * (on NEW; for OLD, on PATH, which was that copy). null where that cannot be told (not root:
+   * trusted.* xattrs are hidden; no getfattr), or not asked (empty, or migrate's).
+   */
+  convert: boolean | null;
+}
 
 export interface Facts {
   /** Where the target is on this machine, symlinks on the way resolved; null when not inspected. */
@@ -45,8 +64,10 @@ export interface Facts {
   dataProfile: string | null;
   btrfsProgs: boolean;
   optOut: OptOut | null;
-  /** PATH.nocow-new / PATH.nocow-old left by an interrupted conversion. */
-  leftovers: string[];
+  /** PATH.nocow-new / PATH.nocow-old left by an interrupted conversion; copies an interrupted nocow migrate left inside (where its files are listed). */
+  leftovers: Leftover[];
+  /** What froze the directory (immutable, append-only), in words: nocow apply leaves it alone; null when nothing did. */
+  frozen?: string | null;
   /** Regular files inside (same file system) without +C; null when not looked for. */
   cowFiles: CowFile[] | null;
   /** What could not be probed, one line each. */
@@ -336,12 +357,13 @@ function batcher<T>(name: (item: T) => string, run: (items: T[], names: string[]
 }
 
 /**
- * The regular files inside DIR (same file system) without +C, with their sizes and extent counts.
+ * The regular files inside DIR (same file system) without +C, with their sizes and extent counts; the
+ * copies an interrupted nocow migrate left go to LEFTOVERS instead.
  * find's list is read as it comes and handed to lsattr in batches, the files it finds without +C
  * to filefrag likewise: a file with +C is forgotten once its batch is read, and names are passed
  * relative to DIR (run there), so they take fewer processes than absolute ones.
  */
-async function cowFiles(dir: string, extents: boolean, problems: string[]): Promise<CowFile[]> {
+async function cowFiles(dir: string, extents: boolean, problems: string[], leftovers: Leftover[]): Promise<CowFile[]> {
   const cow: CowFile[] = [];
   let lsattrMissing = false;
   let filefragMissing = false;
@@ -387,7 +409,12 @@ async function cowFiles(dir: string, extents: boolean, problems: string[]): Prom
       rest = entries.pop()!;
       for (const entry of entries) {
         const space = entry.indexOf(' ');
-        if (space > 0) attrs.add({ path: entry.slice(space + 1), size: Number(entry.slice(0, space)), extents: null });
+        if (space <= 0) continue;
+        const file = { path: entry.slice(space + 1), size: Number(entry.slice(0, space)), extents: null };
+        // nocow migrate's own copy, left by an interrupted run: not a file of the target's.
+        if (isFileTemporary(file.path.slice(file.path.lastIndexOf('/') + 1))) {
+          leftovers.push({ path: `${dir}/${file.path}`, kind: 'migrate', directory: false, empty: false, bytes: file.size, convert: null });
+        } else attrs.add(file);
       }
     },
   });
@@ -395,6 +422,33 @@ async function cowFiles(dir: string, extents: boolean, problems: string[]): Prom
   await attrs.end();
   await frag.end();
   return cow.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}
+
+/** Whether PATH carries nocow convert's mark; null when that cannot be told (trusted.* xattrs are hidden from all but root; no getfattr). */
+async function convertMarked(path: string): Promise<boolean | null> {
+  if (process.getuid?.() !== 0) return null;
+  const get = await tool('getfattr', ['--only-values', '-h', '-n', CONVERT_MARKER, '--', path]);
+  return get.missing ? null : get.ok;
+}
+
+/** Bytes of the regular files below DIR (each name counted). */
+async function bytesBelow(dir: string): Promise<number> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true }).catch(() => []);
+  const sizes = await Promise.all(entries.filter((e) => e.isFile()).map((e) => lstat(`${e.parentPath}/${e.name}`).then((st) => st.size, () => 0)));
+  return sizes.reduce((sum, n) => sum + n, 0);
+}
+
+/** What is at a conversion's temporary name PATH, if anything; MARKED: where convert's mark would be (NEW itself when undefined). */
+async function conversionLeftover(path: string, kind: 'new' | 'old', marked: string | undefined): Promise<Leftover | undefined> {
+  const st = await lstat(path).catch(() => undefined);
+  if (!st) return undefined;
+  const leftover: Leftover = { path, kind, directory: st.isDirectory(), empty: false, bytes: st.isFile() ? st.size : 0, convert: null };
+  if (!leftover.directory) return leftover;
+  leftover.empty = await isEmpty(path, []).then((empty) => empty === true);
+  if (leftover.empty) return leftover;
+  leftover.bytes = await bytesBelow(path);
+  leftover.convert = await convertMarked(marked ?? path);
+  return leftover;
 }
 
 export async function inspect(subject: Subject, opts: InspectOptions): Promise<Facts> {
@@ -433,9 +487,9 @@ export async function inspect(subject: Subject, opts: InspectOptions): Promise<F
   const st = await lstat(location).catch(() => undefined);
   facts.exists = st !== undefined;
   facts.directory = st?.isDirectory() ?? false;
-  for (const suffix of [TEMP_SUFFIX.new, TEMP_SUFFIX.old]) {
-    const leftover = temporaryName(location, suffix);
-    if (await exists(leftover)) facts.leftovers.push(leftover);
+  for (const [kind, suffix] of [['new', TEMP_SUFFIX.new], ['old', TEMP_SUFFIX.old]] as const) {
+    const leftover = await conversionLeftover(temporaryName(location, suffix), kind, kind === 'new' ? undefined : location);
+    if (leftover) facts.leftovers.push(leftover);
   }
   if (facts.fstype !== 'btrfs') return facts;
 
@@ -447,7 +501,7 @@ export async function inspect(subject: Subject, opts: InspectOptions): Promise<F
       dirFlags(location, problems),
       isEmpty(location, problems),
       stat(`${location}/..`).catch(() => undefined),
-      subject.nocow ? cowFiles(location, opts.extents ?? true, problems) : null,
+      subject.nocow ? cowFiles(location, opts.extents ?? true, problems, facts.leftovers) : null,
       subject.nocow ? compressionProperty(location) : null,
       subject.nocow ? compressForce(location) : null,
     ]);
@@ -461,6 +515,7 @@ export async function inspect(subject: Subject, opts: InspectOptions): Promise<F
     // As the shell library tells them: another device with another inode than 256 is a mount point.
     facts.mountPoint = st.ino !== 256 && parent !== undefined && st.dev !== parent.dev;
     facts.nocow = nocow;
+    facts.frozen = frozenBy(flags ?? undefined) ?? null;
     facts.empty = empty;
     facts.cowFiles = files;
   }

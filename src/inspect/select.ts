@@ -1,5 +1,5 @@
 // Command-line arguments → what to inspect: the root, the home, and the targets (all, or those named by path).
-import { stat } from 'node:fs/promises';
+import { realpath, stat } from 'node:fs/promises';
 import { posix, resolve } from 'node:path';
 import type { Target } from '../declaration/types.js';
 import { UsageError } from '../errors.js';
@@ -57,4 +57,29 @@ export function selectSubjects(targets: Target[], paths: string[], root: string,
     chosen.push(subject);
   }
   return chosen;
+}
+
+/**
+ * A PATH operand of a command that changes what it names (convert, migrate), as seen under ROOT as
+ * status, apply and defrag see one: absolute (a relative one only without --root, from the current
+ * directory), refused where it names a system path as given or once resolved, and returned as it
+ * is on this machine, symlinks resolved; one that leads out of the root is refused; a missing one
+ * stays as given, under the root (the command says what is missing).
+ */
+export async function operandPath(given: string, root: string): Promise<string> {
+  exactPath('PATH', given);
+  if (root !== '/' && !given.startsWith('/')) throw new UsageError(`${given}: with --root, give a path as seen under the root, starting with "/"`);
+  const seen = normal(root === '/' ? resolve(given) : given);
+  const refuse = (why: string | undefined) => {
+    if (why !== undefined) throw new UsageError(`${given}: refused: ${why}, never a target (see SECURITY.md)`);
+  };
+  refuse(refusedTarget(seen));
+  const top = root.replace(/\/+$/, '');
+  const real = await realpath(`${top}${seen}`).catch(() => null);
+  if (real === null) return `${top}${seen}`;
+  // The root as resolved too: it may be reached through a symlink itself.
+  const realTop = top === '' ? '' : (await realpath(top)).replace(/\/+$/, '');
+  if (realTop !== '' && real !== realTop && !real.startsWith(`${realTop}/`)) throw new UsageError(`${given}: leads out of --root ${root} (${real})`);
+  refuse(refusedTarget(real.slice(realTop.length) || '/'));
+  return real;
 }

@@ -46,8 +46,9 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DIRECT_MIN, Mismatch, ShortRead, alignDown, alignUp, copyData, verifyCopy, type CopyPlan } from './copy.js';
 import { argumentLists, extentCounts, extentMap, flagsOf, mustRun, tool } from './tools.js';
-import { REDUNDANT_PROFILES, TEMP_SUFFIX, refusedTarget, temporaryName as temporaryBeside } from '../facts.js';
+import { REDUNDANT_PROFILES, TEMP_SUFFIX, frozenBy, refusedTarget, temporaryName as temporaryBeside } from '../facts.js';
 import { size } from '../io.js';
+import { reasonOf } from '../errors.js';
 
 const BTRFS_SUPER_MAGIC = 0x9123683e;
 /** A batch: at most so many files, so many bytes (a file of DIRECT_MIN or more goes alone). */
@@ -177,6 +178,48 @@ async function regularFilesBelow(dir: string): Promise<string[]> {
 }
 
 /**
+ * The copies an interrupted run left (.NAME.nocow-migrate, .nocow-CKSUM.nocow-migrate): below each
+ * directory of PATHS, beside each file. Never the only copy of anything (the rename over the
+ * original is a run's last step), so a later run removes them: those of the files it rewrites as
+ * it rewrites them, the others (their file refused, given +C, or gone) by removeLeftovers.
+ */
+export async function leftoversOf(paths: string[]): Promise<{ path: string; size: number }[]> {
+  const found: { path: string; size: number }[] = [];
+  const add = (path: string) => {
+    const info = lstatSync(path, { throwIfNoEntry: false });
+    if (info?.isFile()) found.push({ path, size: info.size });
+  };
+  for (const path of paths) {
+    const info = await lstat(path).catch(() => undefined);
+    if (info?.isDirectory()) {
+      for (const e of await readdir(path, { recursive: true, withFileTypes: true })) if (e.isFile() && isTemporaryName(e.name)) add(join(e.parentPath, e.name));
+    } else if (info?.isFile()) add(temporaryName(path));
+  }
+  return [...new Map(found.map((f) => [f.path, f])).values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}
+
+/** Removes LEFTOVERS (leftoversOf), each unless some process has it open (another run's copy at work): why it was kept, by path. */
+export function removeLeftovers(leftovers: string[]): Map<string, string> {
+  const kept = new Map<string, string>();
+  const infos = new Map(leftovers.map((path) => [path, lstatSync(path, { bigint: true, throwIfNoEntry: false })]));
+  const open = holders(new Set([...infos.values()].filter((i) => i !== undefined).map(identity)));
+  for (const [path, info] of infos) {
+    if (info === undefined) continue;
+    const users = open.get(identity(info));
+    if (users) {
+      kept.set(path, `${openRefusal(users).replace(/ \(--force overrides\)$/, '')}: another run's copy at work?`);
+      continue;
+    }
+    try {
+      unlinkSync(path);
+    } catch (error) {
+      kept.set(path, reasonOf(error));
+    }
+  }
+  return kept;
+}
+
+/**
  * The paths given on the command line, each resolved to its real path, or the first
  * refusal: a system directory, anything below /etc, /usr…, whether as given or resolved.
  * Nothing is read but the paths' names; a missing path stays as given (findCandidates says so).
@@ -215,6 +258,13 @@ export async function findCandidates(paths: string[], opts: MigrateOptions): Pro
     const info = lstatSync(path, { bigint: true, throwIfNoEntry: false });
     if (info?.isFile()) todo.push([path, info]);
   }
+  // An immutable or append-only file, or directory, is frozen by its admin: left alone, said why.
+  const dirFlags = await flagsOf([...new Set(todo.map(([path]) => dirname(path)))]);
+  const frozen = (path: string): string | undefined => {
+    const own = frozenBy(flags.get(path));
+    const dir = frozenBy(dirFlags.get(dirname(path)));
+    return own ? `it is ${own}: left alone` : dir && `its directory ${dirname(path)} is ${dir}: left alone`;
+  };
   // One scan of /proc for every file.
   const open = opts.force ? new Map<string, string[]>() : holders(new Set(todo.map(([, info]) => identity(info))));
   const extents = await extentCounts(todo.map(([path]) => path));
@@ -238,7 +288,9 @@ export async function findCandidates(paths: string[], opts: MigrateOptions): Pro
     if (btrfs && !profiles.has(info.dev)) profiles.set(info.dev, await dataProfile(dir));
     const profile = profiles.get(info.dev);
     const users = open.get(identity(info)) ?? [];
+    const frozenAs = frozen(path);
     if (!btrfs) candidate.refusal = 'not on Btrfs';
+    else if (frozenAs) candidate.refusal = frozenAs;
     else if (profile && REDUNDANT_PROFILES.includes(profile) && !opts.forceNocow)
       candidate.refusal = `the data profile is ${profile}: +C would remove the checksums its self-healing needs (--force-nocow overrides)`;
     else if (info.nlink > 1n) candidate.refusal = `it has ${info.nlink} hard links, which a rewrite would split`;

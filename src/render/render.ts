@@ -2,7 +2,7 @@
 import ejs from 'ejs';
 import type { Target } from '../declaration/types.js';
 import type { Plan, PlannedFile, TemplateName } from '../plan.js';
-import { LOCK_DIR, NAME_MAX, OPT_OUT_PREFIX, REDUNDANT_PROFILES, REFUSED_SYSTEM_TARGETS, TEMP_SUFFIX } from '../facts.js';
+import { CONVERT_MARKER, LOCK_DIR, NAME_MAX, OPT_OUT_PREFIX, REDUNDANT_PROFILES, REFUSED_SYSTEM_TARGETS, TEMP_SUFFIX } from '../facts.js';
 import { shippedShell } from './ship.js';
 import { assertKickstartSection, commentSafe, rpmEscape, rpmMacroBody, shQuote, tmpfilesGlobPath, tmpfilesHomeGlobPath, tmpfilesHomePath, tmpfilesQuote } from './escape.js';
 import { unitExecHomeWord, unitExecWord, unitPathValue } from './escape.js';
@@ -80,6 +80,7 @@ export function renderLibrary(libTemplate: string): string {
       tempNew: TEMP_SUFFIX.new,
       tempOld: TEMP_SUFFIX.old,
       lockDir: LOCK_DIR,
+      convertMarker: CONVERT_MARKER,
       optOutPrefix: OPT_OUT_PREFIX,
     },
     shQuote,
