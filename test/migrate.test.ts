@@ -381,7 +381,7 @@ t.test('GIVEN files to rewrite, one with two hard links and one named with contr
   t.equal(again.json.files.length, 1);
   const third = json('third');
   t.equal(third.rc, 0);
-  t.same(third.json, { version: 1, dryRun: false, state: 'unchanged', files: [], skipped: [] }, 'automation can tell a no-op from a rewrite');
+  t.same(third.json, { version: 1, dryRun: false, state: 'unchanged', files: [], skipped: [], leftovers: [] }, 'automation can tell a no-op from a rewrite');
 });
 
 t.test('GIVEN a declaration (--config) and no PATH WHEN migrate runs THEN the files of the targets where +C is expected are rewritten and every other target is skipped with one line saying why; PATHs with --config are refused', async (t) => {
@@ -422,6 +422,7 @@ t.test('GIVEN a declaration (--config) and no PATH WHEN migrate runs THEN the fi
       { name: 'missing', path: `${MNT}/missing`, reason: `${MNT}/missing does not exist (nocow apply creates it)` },
       { name: 'boxes', path: '~/.local/share/gnome-boxes/images', reason: 'a user-scope target: give its directory in your home as PATH' },
     ],
+    leftovers: [],
   });
   t.equal(section(run.stdout, 'both'), "nocow: error: give PATHs or --profile/--config, not both: without PATH, migrate takes the declared targets' directories\nrc 2");
   t.match(section(run.stdout, 'flags'), /^\S*C\S* -{22}$/, 'the nocow: false target keeps its CoW file');
