@@ -47,13 +47,8 @@ export function guardOf(path: string): string {
  * Takes the lock of PATH (absolute: a target, or a file to rewrite), waiting up to 5 minutes;
  * `waiting` is called once, with the directory, if another run holds it.
  */
-export async function lockFor(path: string, waiting: (dir: string) => void): Promise<Lock> {
-  for (;;) {
-    const dir = guardOf(path);
-    const lock = await lockDirectory(dir, waiting);
-    if (guardOf(path) === dir) return lock;
-    lock.release();
-  }
+export function lockFor(path: string, waiting: (dir: string) => void): Promise<{ release(): void }> {
+  return lockAll([path], waiting);
 }
 
 /**
@@ -77,7 +72,7 @@ export async function lockAll(paths: string[], waiting: (dir: string) => void): 
     const ordered = [...wanted.values()].sort((a, b) => (a.dev !== b.dev ? (a.dev < b.dev ? -1 : 1) : a.ino < b.ino ? -1 : a.ino > b.ino ? 1 : 0));
     const held: Lock[] = [];
     const release = () => {
-      for (const lock of held.reverse()) lock.release();
+      for (const lock of [...held].reverse()) lock.release();
     };
     try {
       for (const { dir } of ordered) held.push(await lockDirectory(dir, waiting));
