@@ -26,10 +26,13 @@ export const help: CommandHelp = {
       'without reflinks, keeping holes, preallocation, hard links, symlinks, special files, owners, modes, times, xattrs, ACLs and SELinux labels; ' +
       'the copy is verified entry by entry (SHA-256 of every file read back, metadata compared) and swapped in by two renames ' +
       '(PATH to PATH.nocow-old, the copy to PATH); the old tree is removed last. It needs room for a second copy meanwhile.',
-    'Killed at any point, nothing is lost and running it again finishes or undoes what was left. It holds the root lock of every ' +
-      'nocow run (flock on /) while it works. It refuses a PATH holding a file some process has open or mapped, or a loop device is attached to ' +
-      '(stop VMs and databases first), a nested subvolume or mount point, a hard link to outside, too little free space, and a redundant data profile ' +
-      '(raid1, dup…) where +C is wanted unless --force-nocow; system paths (/etc, /usr…) are never converted.',
+    'Killed at any point, nothing is lost and running it again (with the same argument) finishes or undoes what was left. It holds the root lock of every ' +
+      'nocow run (flock on /) while it works. It refuses a PATH holding a file some process has open or mapped, or a loop device is attached to, ' +
+      'or a directory that is some process\'s working directory, root or open directory (stop VMs and databases, and leave the directory, first), ' +
+      'anything mounted inside it or a mount showing it elsewhere (through any mount of its file system, bind mounts included), ' +
+      'a nested subvolume, a hard link to outside, too little free space, and a redundant data profile ' +
+      '(raid1, dup…) where +C is wanted unless --force-nocow; system paths (/etc, /usr…) are never converted, under whichever mount they are named. ' +
+      'If a process or a write reaches the old tree after the swap, the swap is undone and the run exits 1.',
     'A PATH a declared target names (--profile, --config; default: libvirt) gets that target\'s nocow and redundancy settings; ' +
       'any other directory gets +C (nocow: true, redundancy: keep-checksums).',
   ],
@@ -75,7 +78,7 @@ export interface TargetReport {
 const exists = (path: string) => lstatSync(path, { throwIfNoEntry: false });
 
 export async function run(args: ConvertArgs, io: Io): Promise<number> {
-  const [{ resolveTargets, MigrateError }, { convertPath }, { takeRootLock }, { loadDeclaration }, { declaredSubject, undeclaredSubject }] = await Promise.all([
+  const [{ resolveTargets, realpathOfMissing, MigrateError }, { convertPath }, { takeRootLock }, { loadDeclaration }, { declaredSubject, undeclaredSubject }] = await Promise.all([
     import('../migrate/migrate.js'),
     import('../convert/convert.js'),
     import('../convert/lock.js'),
@@ -86,7 +89,9 @@ export async function run(args: ConvertArgs, io: Io): Promise<number> {
   for (const path of args.paths) exactPath('PATH', path);
   let resolved: string[];
   try {
-    // Every path is checked against the refused system paths, as given and resolved, before any is read.
+    // Every path is checked against the refused system paths, as given, resolved and through every
+    // mount of its file system, before any is read. A missing PATH (an interrupted conversion) is
+    // its parent resolved, the name kept, also through a symlink: the same argument finishes it.
     resolved = await resolveTargets(args.paths);
   } catch (error) {
     if (error instanceof MigrateError) {
@@ -113,7 +118,7 @@ export async function run(args: ConvertArgs, io: Io): Promise<number> {
   const declared = await Promise.all(
     declaration.targets
       .filter((t) => t.scope === 'system')
-      .map(async (t) => ({ target: t, paths: [t.path, await realpath(t.path).catch(() => t.path)] })),
+      .map(async (t) => ({ target: t, paths: [t.path, (await realpath(t.path).catch(() => realpathOfMissing(t.path))) ?? t.path] })),
   );
   const requests: { path: string; subject: Subject }[] = [];
   for (const path of resolved) {

@@ -24,7 +24,7 @@ export const help: CommandHelp = {
       "with the original's data as it was read, given the original's owner, mode, times " +
       'and xattrs, then renamed over the original. Killed at any point, the original is intact and a re-run finishes the job. ' +
       'A file that changes during its copy, or that a process opens meanwhile, keeps its original; the copy is removed.',
-    'PATHs are resolved (symlinks followed); system paths (/etc, /usr…, as given or resolved) are refused. ' +
+    'PATHs are resolved (symlinks followed); system paths (/etc, /usr…, as given, resolved or through another mount of their file system) are refused. ' +
       'Without PATH, the declared system-scope targets (--profile, --config; default: libvirt) are migrated where nocow status expects +C of their files: ' +
       'on Btrfs, not opted out, nocow: true, and a data profile that is not redundant unless redundancy: force-nocow; each other target is skipped with one line saying why.',
   ],

@@ -2,10 +2,13 @@
 //
 //   1. checks (first without the lock, then again holding the root's lock, src/convert/lock.ts, the
 //      shell library's: a refusal takes no lock, as a target in place takes none): on Btrfs, not
-//      a subvolume or mount point, no nested subvolume, no hard link to outside, no name that is
-//      not UTF-8, nothing immutable, no file open or mapped by a process or under a loop device
-//      (by device and inode), room for the copy, and a data profile that keeps no checksums
-//      unless +C is not wanted or --force-nocow
+//      a subvolume or mount point; nothing mounted inside it, no other mount showing it or a
+//      directory inside it, no mount on another path of it — seen through every mount of its
+//      file system (src/host/mounts.ts: a bind mount of the same file system shows no other
+//      device number); no nested subvolume, no hard link to outside, no name that is not UTF-8,
+//      nothing immutable; no file or directory held by a process (open or mapped, its working
+//      directory or root) and no file under a loop device (by device and inode); room for the
+//      copy, and a data profile that keeps no checksums unless +C is not wanted or --force-nocow
 //   2. NEW = temporaryName(PATH, ".nocow-new"), the name the shell library repairs: a new
 //      subvolume beside PATH, marked as a copy of ours (the xattr trusted.nocow-kit.convert), +C
 //      while empty when +C is declared, so every directory and file made in it inherits it
@@ -17,11 +20,19 @@
 //      mtime, device number, link target, hard links, xattrs, +C, and every file's SHA-256 read
 //      back against the one computed while copying; and PATH unchanged since step 1 (lstat of
 //      every entry: a write moves mtime or ctime, an entry added or removed its directory's)
-//   5. last checks (nothing open, PATH and NEW unchanged), then the swap by two renames:
-//      PATH → OLD = temporaryName(PATH, ".nocow-old"), NEW → PATH; fsync of the parent
-//   6. OLD checked once more (nothing open, unchanged since step 1), then removed by the names
-//      walked (unlink, rmdir: anything added since makes its directory's rmdir fail, and stays);
-//      the mark is taken off PATH last
+//   5. last checks (nothing held, nothing mounted in or of PATH, PATH and NEW unchanged), then
+//      the swap by two renames: PATH → OLD = temporaryName(PATH, ".nocow-old"), NEW → PATH;
+//      fsync of the parent
+//   6. OLD looked at again. A process in it (whoever was inside as the last checks ended went
+//      along with it), a mount in or of it, or any change in it since step 1 means something
+//      reached it: the swap is undone (PATH → NEW, OLD → PATH), the original is back in place
+//      with all it received, NEW is removed as an unfinished copy (or, reached too while it was
+//      PATH, kept with its mark taken off, so that no run removes it), and the run says so in
+//      one line, exit 1. Otherwise OLD is removed by the names walked (unlink, rmdir: anything
+//      added since makes its directory's rmdir fail, and stays), each directory entered by its
+//      one name and found to be the one walked (device and inode) before anything in it is
+//      unlinked: a mount made on it meanwhile is never gone through, OLD is kept. The mark is
+//      taken off PATH last
 //
 // Killed at any point (kill -9, power loss: everything is on disk by step 4), a re-run — holding
 // the lock again — reads the state off the three names and finishes or undoes, losing nothing:
@@ -30,12 +41,15 @@
 //   ------------  ---------------  --------  ----------------------------  --------------------------------------
 //   plain dir     absent           absent    nothing yet, or undone        convert from step 1
 //   plain dir     ours (marked)    absent    killed in steps 2–5, before   remove NEW (only a copy: the originals
-//                                            the first rename              are in PATH), convert from step 1
+//                                            the first rename, or after    are in PATH), convert from step 1
+//                                            a swap back
 //   plain dir     empty, unmarked  absent    the shell library's leftover  rmdir NEW, convert from step 1
 //   plain dir     holds data,      —         not ours                      refused: left alone
 //                 unmarked
 //   absent        ours (marked)    dir       killed between the renames    rename NEW → PATH (NEW was verified
-//                                                                          before the first rename), then as below
+//                                            (of the swap, or of a swap    before the first rename), then as below
+//                                            back: then OLD differs from   (after a swap back: OLD holds what PATH
+//                                            PATH)                         does not, so it is kept; nothing lost)
 //   absent        absent           dir       (not left by convert; the     rename OLD → PATH (as the library),
 //                                            library restores it too)      convert from step 1
 //   subvolume     absent           dir       killed in step 6, before or   verify OLD against PATH again: every
@@ -59,7 +73,6 @@ import {
   mkdirSync,
   openSync,
   readdirSync,
-  readFileSync,
   readSync,
   renameSync,
   rmdirSync,
@@ -75,6 +88,7 @@ import { reasonOf } from '../errors.js';
 import { size } from '../io.js';
 import { inspect } from '../inspect/inspect.js';
 import type { Subject } from '../inspect/subject.js';
+import { aliasesOf, isMountPoint, mountsInsideAnywhere, mountsOfSource, mountTable, shownPoint } from '../host/mounts.js';
 import { holders, identity, usersText } from './holders.js';
 import {
   at,
@@ -180,17 +194,27 @@ function fsyncDir(path: string): void {
   }
 }
 
-/** A mount point by /proc/self/mountinfo: also a bind mount within one subvolume, which device numbers do not show. */
-function mountedOn(path: string): boolean {
-  const unescape = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-  let info = '';
-  try {
-    info = readFileSync('/proc/self/mountinfo', 'latin1');
-  } catch {
-    return false;
+/**
+ * Why the mounts around the directory PATH forbid copying it and moving it away, in words;
+ * undefined when none do. Seen through every mount of its file system: a bind mount of the same
+ * file system inside it (which device numbers do not show: its files would be copied, then
+ * removed with the old tree), a mount showing it or a directory inside it elsewhere (it would
+ * show the old, removed tree after the swap), a mount on another path of it.
+ */
+function mountsInTheWay(path: string): string | undefined {
+  const table = mountTable();
+  const more = (n: number) => (n > 1 ? ` (and ${n - 1} more)` : '');
+  const inside = mountsInsideAnywhere(path, table);
+  if (inside.length > 0) {
+    return `${shownPoint(inside[0]!)} is a mount point inside it${more(inside.length)}: its files are not this directory's, and a copy cannot keep a mount: unmount it first`;
   }
-  const wanted = Buffer.from(path).toString('latin1');
-  return info.split('\n').some((line) => line.split(' ')[4] !== undefined && unescape(line.split(' ')[4]!) === wanted);
+  const showing = mountsOfSource(path, table);
+  if (showing.length > 0) {
+    return `${shownPoint(showing[0]!)} shows it or a directory inside it (a bind mount)${more(showing.length)}: after the swap it would show the old, removed tree: unmount it first`;
+  }
+  const covered = aliasesOf(path, table).find((alias) => alias !== path && isMountPoint(alias, table));
+  if (covered !== undefined) return `${covered}, another path to it, is a mount point: unmount it first`;
+  return undefined;
 }
 
 const ZERO = Buffer.alloc(CHUNK);
@@ -201,13 +225,17 @@ const parentRel = (rel: string) => (rel.includes('/') ? rel.slice(0, rel.lastInd
 /** The first file whose bytes are read, for the first frame of a progress bar. */
 const firstFile = (tree: Tree) => tree.entries.find((e) => e.kind === 'file' && e.linkOf === undefined)?.rel ?? '';
 
-/** Files (each inode once) of a tree, as holders() wants them. */
-const fileKeys = (tree: Tree) => new Set(tree.entries.filter((e) => e.kind === 'file' && e.linkOf === undefined).map((e) => identity(e.st)));
+const holdable = (e: Entry) => e.kind === 'dir' || (e.kind === 'file' && e.linkOf === undefined);
 
-/** "a.img is open by process 12 (qemu)" for the first holder found, and how many more. */
-function inUse(tree: Tree, users: Map<string, string[]>): string | undefined {
+/**
+ * "a.img is open by process 12 (qemu)", "sub is the working directory of process 34 (bash)": the
+ * first file or directory of TREE that a process holds (open, mapped, its working directory or
+ * root; a loop device attached to a file), and how many more; undefined when none is. One scan.
+ */
+function inUse(tree: Tree): string | undefined {
+  const users = holders(new Set(tree.entries.filter(holdable).map((e) => identity(e.st))), { places: true });
   if (users.size === 0) return undefined;
-  const named = tree.entries.filter((e) => e.kind === 'file' && users.has(identity(e.st)));
+  const named = tree.entries.filter((e) => holdable(e) && users.has(identity(e.st)));
   const first = named[0]!;
   const more = named.length > 1 ? ` (and ${named.length - 1} more)` : '';
   return `${shown(first.rel)} is ${usersText(users.get(identity(first.st))!)}${more}`;
@@ -321,10 +349,11 @@ async function oldHeldBy(old: Tree, current: Tree, progress: Progress | undefine
   return undefined;
 }
 
-/** Removes NEW, a copy of ours (or the library's empty leftover): every entry by name, then the subvolume. */
+/** Removes NEW, a copy of ours (or the library's empty leftover): every entry by name, then the subvolume; never through a mount. */
 function removeCopy(path: string): void {
-  const tree = walk(path);
-  removeTree(tree);
+  const mounted = mountsInTheWay(path);
+  if (mounted) throw new Error(mounted);
+  removeTree(walk(path));
 }
 
 /** The walk of PATH once the clock is past its last change (see TIMESTAMP_TICK_NS). */
@@ -435,7 +464,9 @@ async function convertLocked(
     if (o !== 'dir') throw new Refusal(`${O} is in the way (not left by nocow): move it away`);
     return finishOld(P, O, ctx, outcome);
   }
-  if (facts.mountPoint || mountedOn(P)) throw new Refusal('a mount point (a file system or a bind mount is mounted there): convert the directory it comes from');
+  if (facts.mountPoint || isMountPoint(P)) throw new Refusal('a mount point (a file system or a bind mount is mounted there): convert the directory it comes from');
+  const mounted = mountsInTheWay(P);
+  if (mounted) throw new Refusal(mounted);
   if (!facts.btrfsProgs) throw new Refusal('btrfs-progs is not installed: a subvolume cannot be made');
   if (facts.problems.length > 0) throw new Refusal(facts.problems[0]!);
   if (o !== 'missing') {
@@ -475,13 +506,14 @@ async function convertLocked(
   const free = fs.bavail * fs.bsize;
   const needed = tree.allocated + SPACE_MARGIN + tree.entries.length * SPACE_PER_ENTRY;
   if (free < needed) throw new Refusal(`not enough free space for the copy (${size(free)} free, ${size(needed)} needed)`);
-  const busy = inUse(tree, holders(fileKeys(tree)));
+  const busy = inUse(tree);
   if (busy) throw new Refusal(`${busy}: stop it first`);
   if (dry) return outcome('would-convert', notes.length > 0 ? notes.join('; ') : null, tree);
 
   // Acting from here. Until the first rename, PATH is untouched: a failure removes NEW and says so.
   const want = (rel: string) => wantC || (flags.get(rel) ?? '').includes('C');
   let step = `creating the subvolume ${N}`;
+  let copy: Tree | undefined;
   try {
     await run('btrfs', ['subvolume', 'create', '--', N]);
     step = `marking ${N}`;
@@ -511,15 +543,17 @@ async function convertLocked(
     step = 'syncing the copy to disk';
     await run('sync', ['-f', '--', N]);
     step = 'verifying the copy';
-    const copy = walk(N);
+    copy = walk(N);
     const difference = await verifyCopy(tree, copy, xattrs, hashes, want, ctx.progress);
     if (difference) throw new Error(`the copy is not the same (${difference})`);
     const changed = treeChange(tree);
     if (changed) throw new Refusal(`it changed while being copied (${changed})`);
     // The last checks, then at once the renames.
     step = 'the last checks';
-    const held = inUse(tree, holders(fileKeys(tree)));
-    if (held) throw new Refusal(`${held}`);
+    const held = inUse(tree);
+    if (held) throw new Refusal(`${held}: stop it first`);
+    const mountedNow = mountsInTheWay(P);
+    if (mountedNow) throw new Refusal(mountedNow);
     const changedNow = treeChange(tree) ?? treeChange(copy);
     if (changedNow) throw new Refusal(`it changed while being copied (${changedNow})`);
     step = `renaming ${P} to ${O}`;
@@ -553,32 +587,82 @@ async function convertLocked(
   fsyncDir(dirname(P));
   ctx.progress?.stop();
 
-  // Swapped: OLD is removed only if nothing holds it and nothing changed in it since the walk.
+  // Swapped. A process that was in the tree as the last checks ended (its working directory or
+  // root, a file or directory open) went along with it to OLD, and what it writes lands there; so
+  // does a write through such a one, or a mount made on it. Any of these, seen now or as a change
+  // since the walk, and the original goes back in place rather than be stranded or removed.
   const old: Tree = { ...tree, root: O };
-  const kept = (why: string) => outcome('converted', `the old directory ${O} is kept: ${why}; nocow convert ${P} removes it once it matches ${P}`, tree);
-  const heldOld = inUse(old, holders(fileKeys(old)));
-  if (heldOld) return kept(heldOld);
-  const changedOld = treeChange(old, { ignoreRootCtime: true });
-  if (changedOld) return kept(`${changedOld} after the swap`);
+  const reached = inUse(old) ?? mountsInTheWay(O) ?? treeChange(old, { ignoreRootCtime: true });
+  if (reached !== undefined) return swapBack(P, N, O, { ...copy!, root: P }, `${reached} after the swap`, tree, outcome);
   try {
     removeTree(old);
   } catch (error) {
-    return kept(`removing it: ${reasonOf(error)}`);
+    return outcome('converted', `the old directory ${O} is kept: removing it: ${reasonOf(error)}; nocow convert ${P} removes it once it matches ${P}`, tree);
   }
   fsyncDir(dirname(P));
   await unmark(P);
   return outcome('converted', null, tree);
 }
 
+/**
+ * After the swap something reached OLD (WHY): the swap undone by two renames (PATH → NEW, OLD →
+ * PATH), the original back in place with all it received since; then NEW, the copy, is removed
+ * as an unfinished copy — unless it too was reached while it was PATH: then it is kept, its mark
+ * taken off so that no run removes it.
+ */
+async function swapBack(
+  P: string,
+  N: string,
+  O: string,
+  copy: Tree,
+  why: string,
+  tree: Tree,
+  outcome: (result: Result, reason: string | null, tree?: Tree) => Outcome,
+): Promise<Outcome> {
+  try {
+    renameSync(P, N);
+  } catch (error) {
+    return outcome('converted', `the old directory ${O} is kept: ${why}, and swapping back failed (renaming ${P} to ${N}: ${reasonOf(error)}); look at it`, tree);
+  }
+  try {
+    renameSync(O, P);
+  } catch (error) {
+    const failed = `${why}, and swapping back failed (renaming ${O} to ${P}: ${reasonOf(error)})`;
+    try {
+      renameSync(N, P);
+      return outcome('converted', `the old directory ${O} is kept: ${failed}; look at it`, tree);
+    } catch {
+      return outcome('failed', `${failed}; the original is ${O}, its copy ${N}: look at both`, tree);
+    }
+  }
+  fsyncDir(dirname(P));
+  const swapped = `${why}: swapped back, ${P} is the original again with all it received`;
+  const asNew: Tree = { ...copy, root: N };
+  const reachedCopy = inUse(asNew) ?? mountsInTheWay(N) ?? treeChange(asNew, { ignoreRootCtime: true });
+  if (reachedCopy !== undefined) {
+    await unmark(N);
+    return outcome('refused', `${swapped}; the copy ${N} is kept, unmarked: ${reachedCopy} while it was ${P}; look at it`, tree);
+  }
+  try {
+    removeTree(asNew);
+    fsyncDir(dirname(P));
+  } catch (error) {
+    return outcome('refused', `${swapped}; the copy ${N} is left (${reasonOf(error)}): a re-run removes it`, tree);
+  }
+  return outcome('refused', `${swapped}; the copy is removed`, tree);
+}
+
 /** PATH is a subvolume and OLD is left: check that PATH holds all of OLD, then remove OLD and the mark. */
 async function finishOld(P: string, O: string, ctx: ConvertContext, outcome: (result: Result, reason: string | null, tree?: Tree) => Outcome): Promise<Outcome> {
   if (ctx.dryRun) return outcome('would-convert', `would finish an interrupted conversion: check ${O} against ${P}, then remove ${O}`);
+  const mounted = mountsInTheWay(O);
+  if (mounted) throw new Refusal(`${O}, left by an interrupted conversion, is kept: ${mounted}`);
   const old = walk(O);
   const current = walk(P);
   const difference = await oldHeldBy(old, current, ctx.progress);
   ctx.progress?.stop();
   if (difference) throw new Refusal(`${O}, left by an interrupted conversion, holds what ${P} does not (${difference}): kept; look at it`);
-  const busy = inUse(old, holders(fileKeys(old)));
+  const busy = inUse(old);
   if (busy) throw new Refusal(`${O}, left by an interrupted conversion, is in use (${busy}): kept`);
   removeTree(old);
   fsyncDir(dirname(P));

@@ -298,15 +298,54 @@ export const linkTarget = (root: string, rel: string): Buffer => readlinkSync(at
 
 /**
  * Removes the tree's entries, by the names walked, deepest first: files by unlink, directories by
- * rmdir, so an entry added since the walk makes its directory's rmdir fail and is kept.
+ * rmdir, so an entry added since the walk makes its directory's rmdir fail and is kept. Each
+ * directory is entered (chdir) by its one name from its parent, and must be the directory walked
+ * (device and inode) before anything in it is unlinked: a mount that appeared on it or above it
+ * since the walk is never gone through (unlink and rmdir refuse a mount point itself).
  * `removed` counts what is gone (for a progress bar).
  */
 export function removeTree(tree: Tree, removed: () => void = () => {}): void {
-  for (let i = tree.entries.length - 1; i >= 0; i--) {
-    const e = tree.entries[i]!;
-    const path = at(tree.root, e.rel);
-    if (e.kind === 'dir') rmdirSync(path);
-    else unlinkSync(path);
-    removed();
+  const children = new Map<string, Entry[]>();
+  for (const e of tree.entries) {
+    if (e.rel === '') continue;
+    const parent = e.rel.includes('/') ? e.rel.slice(0, e.rel.lastIndexOf('/')) : '';
+    const siblings = children.get(parent);
+    if (siblings) siblings.push(e);
+    else children.set(parent, [e]);
   }
+  const enter = (path: string, dir: Entry) => {
+    process.chdir(path);
+    const here = lstatSync('.', { bigint: true });
+    if (here.dev !== dir.st.dev || here.ino !== dir.st.ino) throw new Error(`${shown(dir.rel)} is not the directory walked (a mount on it, or above it?): nothing in it removed`);
+  };
+  const empty = (dir: Entry) => {
+    for (const e of [...(children.get(dir.rel) ?? [])].reverse()) {
+      const name = e.rel.slice(e.rel.lastIndexOf('/') + 1);
+      if (e.kind === 'dir') {
+        enter(name, e);
+        empty(e);
+        enter('..', dir);
+        rmdirSync(name);
+      } else unlinkSync(name);
+      removed();
+    }
+  };
+  let home = '/';
+  try {
+    home = process.cwd();
+  } catch {
+    // Our working directory was removed: / it is.
+  }
+  try {
+    enter(tree.root, tree.entries[0]!);
+    empty(tree.entries[0]!);
+  } finally {
+    try {
+      process.chdir(home);
+    } catch {
+      process.chdir('/');
+    }
+  }
+  rmdirSync(tree.root);
+  removed();
 }

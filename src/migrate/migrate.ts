@@ -40,7 +40,7 @@ import {
   unlinkSync,
   type BigIntStats,
 } from 'node:fs';
-import { lstat, readdir, realpath, statfs } from 'node:fs/promises';
+import { lstat, readdir, readlink, realpath, statfs } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -48,6 +48,7 @@ import { DIRECT_MIN, Mismatch, ShortRead, alignDown, alignUp, copyData, verifyCo
 import { argumentLists, extentCounts, extentMap, flagsOf, mustRun, tool } from './tools.js';
 import { REDUNDANT_PROFILES, TEMP_SUFFIX, refusedTarget, temporaryName as temporaryBeside } from '../facts.js';
 import { size } from '../io.js';
+import { aliasesOf, mountTable } from '../host/mounts.js';
 
 const BTRFS_SUPER_MAGIC = 0x9123683e;
 /** A batch: at most so many files, so many bytes (a file of DIRECT_MIN or more goes alone). */
@@ -104,11 +105,13 @@ async function dataProfile(path: string): Promise<string | undefined> {
  * Which of the files WANTED ("dev:ino") other processes hold open or have mapped (their PIDs)
  * or loop devices are attached to ("/dev/loopN"): one pass over /proc (the processes we may
  * look at) and /sys/block. By device and inode, not by the text of the links, so a path
- * through a symlink, a bind mount or a chroot counts too.
+ * through a symlink, a bind mount or a chroot counts too. WANTED may name directories: an
+ * open one is found as an open file is; with `places`, so is a process's working directory
+ * ("PID cwd") or root ("PID root") that is one of them.
  * Synchronous: a pass takes milliseconds (about 7 ms for 100 processes), ten times less than
  * with a promise per entry, and the last one is the window before the rename.
  */
-export function holders(wanted: Set<string>): Map<string, string[]> {
+export function holders(wanted: Set<string>, opts: { places?: boolean } = {}): Map<string, string[]> {
   const found = new Map<string, string[]>();
   if (wanted.size === 0) return found;
   const inodes = new Set([...wanted].map((key) => key.slice(key.indexOf(':') + 1)));
@@ -128,6 +131,11 @@ export function holders(wanted: Set<string>): Map<string, string[]> {
   const statOf = (link: string) => attempt<BigIntStats | undefined>(() => statSync(link, { bigint: true }), undefined);
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    // No fdinfo names their inode: stat'ed (for a process sitting on a hung network mount, that waits).
+    for (const place of opts.places ? ['cwd', 'root'] : []) {
+      const info = statOf(`/proc/${entry}/${place}`);
+      if (info) note(identity(info), `${entry} ${place}`);
+    }
     for (const fd of attempt(() => readdirSync(`/proc/${entry}/fd`), [] as string[])) {
       // Sockets, pipes and anonymous inodes ("socket:[…]") are not files of ours.
       if (!attempt(() => readlinkSync(`/proc/${entry}/fd/${fd}`), '').startsWith('/')) continue;
@@ -177,18 +185,39 @@ async function regularFilesBelow(dir: string): Promise<string[]> {
 }
 
 /**
+ * The real path of PATH (absolute) whose last segment is missing, or a symlink to a missing one
+ * (as a conversion killed between its renames leaves it): its parent resolved, the name kept;
+ * undefined when the parent cannot be resolved either.
+ */
+export async function realpathOfMissing(path: string, hops = 0): Promise<string | undefined> {
+  const parent = await realpath(dirname(path)).catch(() => undefined);
+  if (parent === undefined) return undefined;
+  const named = join(parent, basename(path));
+  const link = await readlink(named).catch(() => undefined);
+  if (link === undefined) return named;
+  // As the kernel gives up (ELOOP).
+  if (hops >= 40) return undefined;
+  return realpathOfMissing(link.startsWith('/') ? link : `${parent}/${link}`, hops + 1);
+}
+
+/**
  * The paths given on the command line, each resolved to its real path, or the first
- * refusal: a system directory, anything below /etc, /usr…, whether as given or resolved.
- * Nothing is read but the paths' names; a missing path stays as given (findCandidates says so).
+ * refusal: a system directory, anything below /etc, /usr…, whether as given, resolved, or as
+ * the same directory is seen through another mount of its file system (/var/lib and /t/top/lib
+ * when one Btrfs is mounted at /var and at /t/top). Nothing is read but the paths' names and
+ * the mount table; a missing path stays as given, its parent resolved (findCandidates says so).
  */
 export async function resolveTargets(paths: string[]): Promise<string[]> {
   const resolved: string[] = [];
+  const mounts = mountTable();
   for (const given of paths) {
     const absolute = resolve(given);
-    const real = await realpath(absolute).catch(() => undefined);
-    const reason = refusedTarget(absolute) ?? (real === undefined ? undefined : refusedTarget(real));
+    const real = (await realpath(absolute).catch(() => realpathOfMissing(absolute))) ?? absolute;
+    let reason = refusedTarget(absolute) ?? refusedTarget(real);
+    const alias = reason === undefined ? aliasesOf(real, mounts).find((a) => refusedTarget(a) !== undefined) : undefined;
+    if (alias !== undefined) reason = `it is also ${alias}: ${refusedTarget(alias)}`;
     if (reason !== undefined) throw new MigrateError(`${given}: refused: ${reason}, never a target (see SECURITY.md)`);
-    resolved.push(real ?? absolute);
+    resolved.push(real);
   }
   return resolved;
 }
