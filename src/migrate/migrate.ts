@@ -48,6 +48,7 @@ import { DIRECT_MIN, Mismatch, ShortRead, alignDown, alignUp, copyData, verifyCo
 import { argumentLists, extentCounts, extentMap, flagsOf, mustRun, tool } from './tools.js';
 import { REDUNDANT_PROFILES, TEMP_SUFFIX, refusedTarget, temporaryName as temporaryBeside } from '../facts.js';
 import { size } from '../io.js';
+import { mountsInside, shownPoint } from '../host/mounts.js';
 
 const BTRFS_SUPER_MAGIC = 0x9123683e;
 /** A batch: at most so many files, so many bytes (a file of DIRECT_MIN or more goes alone). */
@@ -168,12 +169,24 @@ function openRefusal(users: string[]): string {
   return `${uses.filter(Boolean).join(' and ')} (--force overrides)`;
 }
 
+/**
+ * The regular files below DIR. No mount point inside DIR is entered, nor taken as a file: what
+ * is mounted there (a bind mount of the same file system too, which device numbers do not
+ * tell) is not DIR's.
+ */
 async function regularFilesBelow(dir: string): Promise<string[]> {
-  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
-  return entries
-    .filter((e) => e.isFile() && !isTemporaryName(e.name))
-    .map((e) => join(e.parentPath, e.name))
-    .sort();
+  const boundaries = new Set(mountsInside(dir).map(shownPoint));
+  const files: string[] = [];
+  const pending = [dir];
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    for (const entry of await readdir(next, { withFileTypes: true })) {
+      const path = join(next, entry.name);
+      if (boundaries.has(path)) continue;
+      if (entry.isDirectory()) pending.push(path);
+      else if (entry.isFile() && !isTemporaryName(entry.name)) files.push(path);
+    }
+  }
+  return files.sort();
 }
 
 /**
