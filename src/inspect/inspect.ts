@@ -5,6 +5,7 @@ import type { spawn as Spawn } from 'node:child_process';
 import { lstat, opendir, stat, statfs } from 'node:fs/promises';
 import { StringDecoder } from 'node:string_decoder';
 import { TEMP_SUFFIX, temporaryName } from '../facts.js';
+import { mountsInside } from '../host/mounts.js';
 import { joinBase, relativePath, type Subject } from './subject.js';
 
 export interface CowFile {
@@ -47,7 +48,7 @@ export interface Facts {
   optOut: OptOut | null;
   /** PATH.nocow-new / PATH.nocow-old left by an interrupted conversion. */
   leftovers: string[];
-  /** Regular files inside (same file system) without +C; null when not looked for. */
+  /** Regular files inside (same file system, no mount point entered) without +C; null when not looked for. */
   cowFiles: CowFile[] | null;
   /** What could not be probed, one line each. */
   problems: string[];
@@ -336,6 +337,29 @@ function batcher<T>(name: (item: T) => string, run: (items: T[], names: string[]
 }
 
 /**
+ * A find(1) -path pattern that matches the path POINT (bytes) and nothing else, as find reads
+ * it with LC_ALL=C: every character escaped; a byte that is not part of a UTF-8 character (an
+ * argument cannot carry it) matched by `?`, one byte.
+ */
+export function findPathPattern(point: Buffer): string {
+  let pattern = '';
+  for (let i = 0; i < point.length; ) {
+    const lead = point[i]!;
+    const length = lead < 0x80 ? 1 : lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 1;
+    const piece = point.subarray(i, i + length);
+    const text = piece.toString('utf8');
+    if (piece.length === length && [...text].length === 1 && Buffer.from(text).equals(piece)) {
+      pattern += `\\${text}`;
+      i += length;
+    } else {
+      pattern += '?';
+      i += 1;
+    }
+  }
+  return pattern;
+}
+
+/**
  * The regular files inside DIR (same file system) without +C, with their sizes and extent counts.
  * find's list is read as it comes and handed to lsattr in batches, the files it finds without +C
  * to filefrag likewise: a file with +C is forgotten once its batch is read, and names are passed
@@ -379,9 +403,11 @@ async function cowFiles(dir: string, extents: boolean, problems: string[]): Prom
       }
     },
   );
-  // -xdev as in the shell library: a nested subvolume or mount is another target's business.
+  // As in the shell library: -xdev, and no mount point entered (a bind mount of the same file
+  // system, which -xdev does not see, brings in files that are not DIR's).
+  const prune = mountsInside(dir).flatMap((m) => ['-path', findPathPattern(m.point), '-prune', '-o']);
   let rest = '';
-  const found = await tool('find', [dir, '-xdev', '-type', 'f', '-printf', '%s %P\\0'], {
+  const found = await tool('find', [dir, '-xdev', ...prune, '-type', 'f', '-printf', '%s %P\\0'], {
     onStdout(text) {
       const entries = (rest + text).split('\0');
       rest = entries.pop()!;

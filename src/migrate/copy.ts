@@ -99,6 +99,15 @@ async function checkChunk(check: number, into: Buffer, expected: Buffer, n: numb
  *   once the copy is on the disk.
  * Throws ShortRead when the original ends early (it shrank).
  */
+/**
+ * PROMISE, awaited later while another is: its failure is seen then, not taken meanwhile for an
+ * unhandled rejection (which ends the process) when it fails first.
+ */
+function pending<T>(promise: Promise<T>): Promise<T> {
+  promise.catch(() => {});
+  return promise;
+}
+
 export async function copyData(
   input: number,
   out: number,
@@ -114,7 +123,7 @@ export async function copyData(
   const length = (i: number) => (direct ? alignUp(list[i]!.want) : list[i]!.want);
   const kept: Buffer[] = [];
   // One chunk only (most small files): no thread pool round trip.
-  let next: Promise<number> | undefined = list.length > 1 || (direct && list.length > 0) ? readAt(input, buffers[0]!, length(0), list[0]?.pos ?? 0) : undefined;
+  let next: Promise<number> | undefined = list.length > 1 || (direct && list.length > 0) ? pending(readAt(input, buffers[0]!, length(0), list[0]?.pos ?? 0)) : undefined;
   let checking: Promise<void> | undefined;
   try {
     for (let i = 0; i < list.length; i++) {
@@ -126,9 +135,9 @@ export async function copyData(
       // The chunk before is checked: its buffer takes the next read.
       if (checking) await checking;
       checking = undefined;
-      if (i + 1 < list.length) next = readAt(input, buffers[(i + 1) % 2]!, length(i + 1), list[i + 1]!.pos);
+      if (i + 1 < list.length) next = pending(readAt(input, buffers[(i + 1) % 2]!, length(i + 1), list[i + 1]!.pos));
       writeChunk(out, buffer, n, pos, plan, direct);
-      if (check !== undefined) checking = checkChunk(check, back!, buffer, n, pos);
+      if (check !== undefined) checking = pending(checkChunk(check, back!, buffer, n, pos));
       else kept.push(Buffer.from(buffer.subarray(0, n)));
       progress(n);
       await tick();
