@@ -214,3 +214,24 @@ section execs; grep -c execve "$A/trace"
   t.equal(section(out, 'hook2').trim(), 'rc=0', 'silent when all is in place');
   t.comment(`processes the hook starts when all is in place (itself included): ${section(out, 'execs').trim()}`);
 });
+
+t.test('GIVEN what an image builder artifact cannot take WHEN generated with -o DIR THEN one error line, exit status 2, and DIR is not even made', async (t) => {
+  const a = await mkdtemp(join(tmpdir(), 'nocow-image-refuse-'));
+  t.teardown(() => rm(a, { recursive: true, force: true }));
+  await writeFile(join(a, 'blank.yaml'), 'targets:\n  - name: vm\n    path: /srv/vm images\n');
+  const cases: [string[], RegExp][] = [
+    [['repart', '-p', 'libvirt', '-p', 'gnome-boxes'], /^nocow: error: artifact repart is for an image, which holds no home directory: .* user-scope target gnome-boxes \(~\/\.local\/share\/gnome-boxes\/images\)/],
+    [['mkfs', 'kiwi', 'boot-unit', '-p', 'gnome-boxes'], /^nocow: error: artifact mkfs is for an image, which holds no home directory/],
+    [['kiwi', '-c', 'blank.yaml'], /^nocow: error: artifact kiwi cannot carry the path of target vm, "\/srv\/vm images": expected a path without blanks/],
+    [['repart', '-p', 'libvirt', '--repart-definition', 'a/b'], /^nocow: error: --repart-definition "a\/b": expected the file name of a repart\.d definition/],
+  ];
+  for (const [args, error] of cases) {
+    const run = await execa('node', [cli, 'generate', ...args, '-o', 'out'], { cwd: a, reject: false });
+    t.equal(run.exitCode, 2, args.join(' '));
+    t.match(run.stderr, error, args.join(' '));
+    t.equal(run.stderr.split('\n').length, 1, 'one line');
+    t.equal(await readFile(join(a, 'out')).then(() => 'made', (e: NodeJS.ErrnoException) => e.code), 'ENOENT', 'no output directory');
+  }
+  const named = await execa('node', [cli, 'generate', 'repart', '-p', 'libvirt', '--repart-definition', '50-root.conf', '-o', 'out'], { cwd: a });
+  t.match(named.stderr, /wrote out\/repart\.d\/50-root\.conf\.d\/nocow\.conf$/, '--repart-definition names the drop-in directory, ".conf" or not');
+});
