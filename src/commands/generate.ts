@@ -12,7 +12,7 @@ export interface GenerateArgs extends DeclarationArgs {
 }
 
 export const command = 'generate [artifacts..]';
-export const describe = 'Generate RPM, kickstart, tmpfiles.d and image-builder artifacts from a declaration';
+export const describe = 'Generate RPM, kickstart and tmpfiles.d artifacts from a declaration';
 
 export const help: CommandHelp = {
   notes: [
