@@ -26,7 +26,7 @@ export const help: CommandHelp = {
     ['nocow generate tmpfiles user-tmpfiles -p libvirt -p gnome-boxes', 'Two profiles combined, tmpfiles.d snippets only'],
     ['nocow generate macros -o /usr/lib/rpm/macros.d', 'The RPM macro file: specs then write %nocow_posttrans PATH'],
     ['nocow generate kickstart -o ks/ --kickstart-log /root/nocow-post.log', 'Kickstart sections whose output Anaconda logs to the installed system'],
-    ['nocow generate repart -o build/', 'build/repart.d/10-root.conf.d/nocow.conf, a systemd-repart drop-in (docs/image-builders.md)'],
+    ['nocow generate repart -o build/', 'A systemd-repart drop-in for the root partition (docs/image-builders.md)'],
     ['nocow generate mkfs -p libvirt -o build/', 'build/nocow-mkfs.args, arguments for mkfs.btrfs --rootdir'],
   ],
   exitStatus: [
