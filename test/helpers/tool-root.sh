@@ -70,8 +70,10 @@ run() {
   unshare --mount --propagation private sh -c '
     root=$1 dir=$2
     shift 2
+    # Temporary files (systemd-repart'"'"'s, kiwi'"'"'s) on tmpfs: nothing a run leaves, even killed, stays in the cache.
     mount -t proc proc "$root/proc" && mount --rbind /dev "$root/dev" &&
-      mount -t sysfs sysfs "$root/sys" && mount --bind "$dir" "$root/work" || exit 125
+      mount -t sysfs sysfs "$root/sys" && mount --bind "$dir" "$root/work" &&
+      mount -t tmpfs tmpfs "$root/tmp" && mount -t tmpfs tmpfs "$root/var/tmp" || exit 125
     exec chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin HOME=/root LC_ALL=C.UTF-8 \
       /bin/sh -c "cd /work && exec \"\$@\"" sh "$@"
   ' sh "$TOOL_ROOT" "$dir" "$@"
