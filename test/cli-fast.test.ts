@@ -121,6 +121,7 @@ const MUST_TAKE = [
   ['generate', 'tmpfiles', 'user-tmpfiles', '-p', 'libvirt', '-p', 'gnome-boxes'],
   ['generate', 'kickstart', '-o', 'ks/', '--kickstart-log', '/root/nocow-post.log'],
   ['generate', '-c', '-'],
+  ['generate', 'repart', 'mkfs', 'kiwi', 'boot-unit', '-p', 'libvirt', '--repart-definition', '50-root', '-o', 'img/'],
   ['status'],
   ['status', '-p', 'mariadb', '--json'],
   ['status', '--root', '/mnt/sysroot', '-c', 'nocow.yaml'],

@@ -42,6 +42,12 @@ export interface Facts {
    * mount (files with +C are stored uncompressed). Empty when none, or not looked for.
    */
   compression?: Compression[];
+  /**
+   * Whether the root the target is under is a Btrfs subvolume, as systemd-tmpfiles tells it before
+   * a `v` line (Btrfs, inode 256): where it is not, `v` makes a plain directory. null: not asked
+   * (user scope, or the target is not on Btrfs).
+   */
+  rootSubvolume?: boolean | null;
   /** Lower case ("single", "dup", "raid1"…); null off Btrfs or without btrfs-progs. */
   dataProfile: string | null;
   btrfsProgs: boolean;
@@ -119,8 +125,9 @@ async function tool(command: string, args: string[], opts: { cwd?: string; onStd
  * The names `stat -f -c %T` (coreutils) gives the statfs(2) magic numbers met most; the shell
  * library asks stat, which reads the same number. Any other file system: stat itself names it.
  */
+const BTRFS_MAGIC = 0x9123683e;
 const FS_NAMES: ReadonlyMap<number, string> = new Map([
-  [0x9123683e, 'btrfs'],
+  [BTRFS_MAGIC, 'btrfs'],
   [0xef53, 'ext2/ext3'],
   [0x58465342, 'xfs'],
   [0x01021994, 'tmpfs'],
@@ -209,6 +216,13 @@ async function dataProfile(path: string): Promise<{ profile: string | null; prog
   const m = /^[^,\n]*, ([^:\n]+):/.exec(df.stdout);
   if (!df.ok || !m) return { profile: null, progs: true, problem: `cannot read the data profile of ${path}: ${df.error}` };
   return { profile: m[1]!.toLowerCase(), progs: true };
+}
+
+/** systemd's btrfs_is_subvol(): a directory on Btrfs whose inode is 256, told without a process. */
+async function mightBeSubvolume(path: string): Promise<boolean | null> {
+  const [fs, st] = await Promise.all([statfs(path).catch(() => undefined), stat(path).catch(() => undefined)]);
+  if (fs === undefined || st === undefined) return null;
+  return (fs.type >>> 0) === BTRFS_MAGIC && st.isDirectory() && st.ino === 256;
 }
 
 /** Inode 256 is a subvolume's root on Btrfs; btrfs subvolume show confirms it where it can. */
@@ -464,6 +478,7 @@ export async function inspect(subject: Subject, opts: InspectOptions): Promise<F
     if (await exists(leftover)) facts.leftovers.push(leftover);
   }
   if (facts.fstype !== 'btrfs') return facts;
+  if (subject.scope === 'system') facts.rootSubvolume = await mightBeSubvolume(subject.base);
 
   // btrfs filesystem df wants a directory: the nearest one, when the path is a file.
   const profile = dataProfile(await nearestDirectory(ancestor));
