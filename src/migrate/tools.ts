@@ -164,6 +164,8 @@ export function parseExtentMap(out: string): Extent[] {
  */
 export async function extentMap(path: string): Promise<Extent[]> {
   const out = await mustRun('filefrag', ['-v', '-s', '-b1', '--', path]);
+  // A file of holes alone has no extent, and no table.
+  if (/: 0 extents found$/m.test(out)) return [];
   // Without FIEMAP, filefrag falls back to FIBMAP and prints no such table: no map, then.
   if (!/^ ext:\s+logical_offset:/m.test(out)) throw new Error(`filefrag could not map ${path} (no FIEMAP)`);
   return parseExtentMap(out);
