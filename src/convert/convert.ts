@@ -78,6 +78,7 @@ import type { Subject } from '../inspect/subject.js';
 import { holders, identity, usersText } from './holders.js';
 import {
   at,
+  failure,
   flagsOf,
   lastChange,
   linkTarget,
@@ -147,11 +148,11 @@ const TOOL_ENV = { LC_ALL: 'C', PATH: `/usr/sbin:/usr/bin:/sbin:/bin${process.en
 
 class Refusal extends Error {}
 
-/** Runs a tool; throws its first line of stderr. */
+/** Runs a tool; throws its first line of stderr, or the signal that ended it. */
 async function run(command: string, args: string[]): Promise<string> {
   const r = await execa(command, args, { reject: false, env: TOOL_ENV, stdin: 'ignore' });
   if ((r as { code?: string }).code === 'ENOENT') throw new Error(`${command} is not installed`);
-  if (r.exitCode !== 0) throw new Error(`${command} failed: ${String(r.stderr).split('\n')[0] || `exit status ${r.exitCode}`}`);
+  if (r.signal || r.exitCode !== 0) throw new Error(failure(command, r));
   return String(r.stdout);
 }
 

@@ -8,7 +8,7 @@ export interface ToolResult {
   /** The program is not installed. */
   missing: boolean;
   stdout: string;
-  /** The first line of stderr, or why the program did not run or end well. */
+  /** The signal that killed the program, the first line of stderr, or why it did not run or end well. */
   error: string;
 }
 
@@ -41,7 +41,8 @@ export function tool(command: string, args: string[]): Promise<ToolResult & { st
         ok: spawnError === undefined && code === 0,
         missing: (spawnError as NodeJS.ErrnoException | undefined)?.code === 'ENOENT',
         stdout: Buffer.concat(out).toString('utf8'),
-        error: stderr.split('\n').find(Boolean) ?? reason,
+        // Killed, it has no exit status, and whatever it said before is not why it ended.
+        error: (signal === null && stderr.split('\n').find(Boolean)) || reason,
         stderr,
       });
     });
