@@ -234,13 +234,16 @@ export function xattrDifference(a: Map<string, string> | undefined, b: Map<strin
 
 const CHUNK = 1024 * 1024;
 
-/** Opens a file to read without following a symlink and without touching its atime (root may; others fall back). */
-export function openToRead(path: string): number {
+/**
+ * Opens a file to read without following a symlink and without touching its atime (root may;
+ * others fall back); FLAGS added (O_DIRECT).
+ */
+export function openToRead(path: string, flags = 0): number {
   try {
-    return openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NOATIME);
+    return openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NOATIME | flags);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EPERM') throw error;
-    return openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+    return openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | flags);
   }
 }
 
