@@ -498,6 +498,9 @@ async function convertLocked(
       throw new Refusal(`${shown(rel)} is marked for compression (${algorithm}), which +C cannot be set with: chattr -c it first, or declare nocow: false`);
     }
   }
+  // Data written and not yet on the disk (delayed allocation) is not counted out of statfs's free
+  // space until it is written: without this, a tree just written would pass and meet ENOSPC mid-copy.
+  await run('sync', ['-f', '--', P]);
   const fs = statfsSync(dirname(P), { bigint: false });
   const free = fs.bavail * fs.bsize;
   const needed = tree.allocated + SPACE_MARGIN + tree.entries.length * SPACE_PER_ENTRY;
