@@ -12,14 +12,16 @@
 //   2. NEW = temporaryName(PATH, ".nocow-new"), the name the shell library repairs: a new
 //      subvolume beside PATH, marked as a copy of ours (the xattr trusted.nocow-kit.convert), +C
 //      while empty when +C is declared, so every directory and file made in it inherits it
-//   3. copy: directories, regular files by plain reads and writes (never a reflink), holes kept,
-//      a fully allocated file allocated again (fallocate), hard links as hard links; then
+//   3. copy: directories, regular files by migrate's copy engine (src/migrate/copy.ts: plain
+//      reads and writes, never a reflink, the copy written with O_DIRECT; holes skipped by FIEMAP
+//      and kept, preallocation kept), hard links as hard links; then
 //      `cp -a --attributes-only` makes the symlinks, fifos, sockets and devices and gives every
 //      entry its owner, mode, times, xattrs, ACLs and SELinux label; then syncfs (`sync -f`)
 //   4. verify: the copy walked again, every entry against the original: type, mode, owner, size,
-//      mtime, device number, link target, hard links, xattrs, +C, and every file's SHA-256 read
-//      back against the one computed while copying; and PATH unchanged since step 1 (lstat of
-//      every entry: a write moves mtime or ctime, an entry added or removed its directory's)
+//      mtime, device number, link target, hard links, xattrs, +C, and every file's data read
+//      back from the disk (O_DIRECT) against the SHA-256 of what was read from the original;
+//      and PATH unchanged since step 1 (lstat of every entry: a write moves mtime or ctime, an
+//      entry added or removed its directory's)
 //   5. last checks (nothing held, nothing mounted in or of PATH, PATH and NEW unchanged), then
 //      the swap by two renames: PATH → OLD = temporaryName(PATH, ".nocow-old"), NEW → PATH;
 //      fsync of the parent
@@ -73,13 +75,10 @@ import {
   mkdirSync,
   openSync,
   readdirSync,
-  readSync,
   renameSync,
   rmdirSync,
   statfsSync,
-  writeSync,
 } from 'node:fs';
-import { createHash } from 'node:crypto';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
@@ -89,9 +88,24 @@ import { size } from '../io.js';
 import { inspect } from '../inspect/inspect.js';
 import type { Subject } from '../inspect/subject.js';
 import { aliasesOf, isMountPoint, mountsInsideAnywhere, mountsOfSource, mountTable, shownPoint } from '../host/mounts.js';
+import {
+  DIRECT_MIN,
+  Mismatch,
+  READ_BACK,
+  ShortRead,
+  WRITE_DIRECT,
+  copyData,
+  planCopy,
+  plannedBytes,
+  verifyCopy as verifyData,
+  writesDirect,
+  type CopyPlan,
+  type Kept,
+} from '../migrate/copy.js';
 import { holders, identity, usersText } from './holders.js';
 import {
   at,
+  failure,
   flagsOf,
   lastChange,
   linkTarget,
@@ -111,7 +125,6 @@ import {
 
 /** On NEW from its creation, on PATH until the old tree is gone: "this subvolume is nocow convert's copy". */
 export const MARKER = 'trusted.nocow-kit.convert';
-const CHUNK = 1024 * 1024;
 // Room for metadata beyond the copy's own blocks: a margin, and some per entry.
 const SPACE_MARGIN = 16 * 1024 * 1024;
 const SPACE_PER_ENTRY = 4096;
@@ -161,11 +174,11 @@ const TOOL_ENV = { LC_ALL: 'C', PATH: `/usr/sbin:/usr/bin:/sbin:/bin${process.en
 
 class Refusal extends Error {}
 
-/** Runs a tool; throws its first line of stderr. */
+/** Runs a tool; throws its first line of stderr, or the signal that ended it. */
 async function run(command: string, args: string[]): Promise<string> {
   const r = await execa(command, args, { reject: false, env: TOOL_ENV, stdin: 'ignore' });
   if ((r as { code?: string }).code === 'ENOENT') throw new Error(`${command} is not installed`);
-  if (r.exitCode !== 0) throw new Error(`${command} failed: ${String(r.stderr).split('\n')[0] || `exit status ${r.exitCode}`}`);
+  if (r.signal || r.exitCode !== 0) throw new Error(failure(command, r));
   return String(r.stdout);
 }
 
@@ -217,9 +230,6 @@ function mountsInTheWay(path: string): string | undefined {
   return undefined;
 }
 
-const ZERO = Buffer.alloc(CHUNK);
-const isZero = (buffer: Buffer, n: number) => buffer.compare(ZERO, 0, n, 0, n) === 0;
-
 const parentRel = (rel: string) => (rel.includes('/') ? rel.slice(0, rel.lastIndexOf('/')) : '');
 
 /** The first file whose bytes are read, for the first frame of a progress bar. */
@@ -241,38 +251,45 @@ function inUse(tree: Tree): string | undefined {
   return `${shown(first.rel)} is ${usersText(users.get(identity(first.st))!)}${more}`;
 }
 
-/** The copy of one regular file, +C (or not) as its new directory gives it unless `flip` says otherwise; its SHA-256. */
-async function copyFile(src: string, dst: string, e: Entry, flip: boolean | undefined, progress: Progress | undefined): Promise<string> {
-  const input = openToRead(src);
+/** A file's data as copied: what was copied of it, and the SHA-256 of what was read, for the read-back. */
+interface Copied {
+  plan: CopyPlan;
+  kept: Kept;
+}
+
+/**
+ * The copy of one regular file by the engine nocow migrate uses (src/migrate/copy.ts): holes
+ * skipped, preallocation kept, written with O_DIRECT (so that the read-back reads the disk),
+ * large originals read with O_DIRECT; +C (or not) as its new directory gives it unless `flip`
+ * says otherwise.
+ */
+async function copyFile(src: string, dst: string, e: Entry, flip: boolean | undefined, progress: Progress | undefined): Promise<Copied> {
+  const size = Number(e.st.size);
+  const large = size >= DIRECT_MIN;
+  const input = openToRead(src, large ? constants.O_DIRECT : 0);
   let out: number | undefined;
+  let direct: number | undefined;
   try {
     out = openSync(dst, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
     // +C (or its absence) only takes while the file is empty.
     if (flip !== undefined) await run('chattr', [flip ? '+C' : '-C', '--', dst]);
-    const length = Number(e.st.size);
-    // A fully allocated original (preallocated, or written whole) stays fully allocated; a sparse one keeps its holes.
-    const full = length > 0 && Number(e.st.blocks) * 512 >= length;
-    ftruncateSync(out, length);
-    let allocated = false;
-    const hash = createHash('sha256');
-    const buffer = Buffer.alloc(CHUNK);
-    for (let offset = 0; offset < length; ) {
-      const n = readSync(input, buffer, 0, Math.min(CHUNK, length - offset), offset);
-      if (n === 0) throw new Refusal(`${shown(e.rel)} shrank while being copied`);
-      hash.update(buffer.subarray(0, n));
-      if (!isZero(buffer, n)) writeSync(out, buffer, 0, n, offset);
-      else if (full && !allocated) {
-        await run('fallocate', ['-l', String(length), '--', dst]);
-        allocated = true;
-      }
-      offset += n;
-      if (progress) {
-        progress.add(n);
-        await progress.tick();
-      }
-    }
-    return hash.digest('hex');
+    const plan = await planCopy(src, { size, blocks: Number(e.st.blocks) }, dst, out);
+    const writeDirect = writesDirect(size);
+    if (writeDirect) direct = openSync(dst, WRITE_DIRECT);
+    const add = (n: number) => progress?.add(n);
+    const tick = () => progress?.tick() ?? Promise.resolve();
+    // Read back once the whole tree is on the disk (verifyCopy): only its SHA-256 is kept meanwhile.
+    const kept = await copyData(input, direct ?? out, plan, { readDirect: large, writeDirect, keep: 'sha256' }, add, tick);
+    // The last block was written whole.
+    if (writeDirect) ftruncateSync(out, size);
+    // The holes, not read, are copied too as far as the progress bar goes.
+    progress?.add(size - plannedBytes(plan));
+    return { plan, kept: kept! };
+  } catch (error) {
+    if (error instanceof ShortRead) throw new Refusal(`it changed while being copied (${shown(e.rel)} was written to)`);
+    throw error;
   } finally {
+    if (direct !== undefined) closeSync(direct);
     if (out !== undefined) closeSync(out);
     closeSync(input);
   }
@@ -280,13 +297,14 @@ async function copyFile(src: string, dst: string, e: Entry, flip: boolean | unde
 
 /**
  * The copy against the original, entry by entry; the first difference in words, or undefined.
- * `hashes`: the SHA-256 of each file as it was read for the copy.
+ * `copied`: each file's plan and the SHA-256 of what was read for it, which its copy, read back
+ * from the disk with O_DIRECT (past the page cache), must match.
  */
 async function verifyCopy(
   original: Tree,
   copy: Tree,
   originalXattrs: Xattrs,
-  hashes: Map<string, string>,
+  copied: Map<string, Copied>,
   wantC: (rel: string) => boolean,
   progress: Progress | undefined,
 ): Promise<string | undefined> {
@@ -313,8 +331,17 @@ async function verifyCopy(
   for (const e of original.entries) {
     if (e.kind !== 'file' || e.linkOf !== undefined) continue;
     progress?.file(e.rel);
-    const sum = await sha256File(at(copy.root, e.rel), (n) => progress?.add(n), progress && (() => progress.tick()));
-    if (sum !== hashes.get(e.rel)) return `${shown(e.rel)}: the copy does not read back the same bytes`;
+    const { plan, kept } = copied.get(e.rel)!;
+    const check = openSync(at(copy.root, e.rel), READ_BACK);
+    try {
+      await verifyData(check, plan, kept, (n) => progress?.add(n), () => progress?.tick() ?? Promise.resolve());
+    } catch (error) {
+      if (error instanceof Mismatch) return `${shown(e.rel)}: the copy does not read back the same bytes`;
+      throw error;
+    } finally {
+      closeSync(check);
+    }
+    progress?.add(plan.size - plannedBytes(plan));
   }
   return undefined;
 }
@@ -502,6 +529,9 @@ async function convertLocked(
       throw new Refusal(`${shown(rel)} is marked for compression (${algorithm}), which +C cannot be set with: chattr -c it first, or declare nocow: false`);
     }
   }
+  // Data written and not yet on the disk (delayed allocation) is not counted out of statfs's free
+  // space until it is written: without this, a tree just written would pass and meet ENOSPC mid-copy.
+  await run('sync', ['-f', '--', P]);
   const fs = statfsSync(dirname(P), { bigint: false });
   const free = fs.bavail * fs.bsize;
   const needed = tree.allocated + SPACE_MARGIN + tree.entries.length * SPACE_PER_ENTRY;
@@ -519,7 +549,7 @@ async function convertLocked(
     step = `marking ${N}`;
     await run('setfattr', ['-h', '-n', MARKER, '-v', `0x${Buffer.from(P).toString('hex')}`, '--', N]);
     if (want('')) await run('chattr', ['+C', '--', N]);
-    const hashes = new Map<string, string>();
+    const hashes = new Map<string, Copied>();
     ctx.progress?.start('copying', tree.bytes, firstFile(tree));
     for (const e of tree.entries) {
       if (e.rel === '') continue;

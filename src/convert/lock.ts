@@ -38,7 +38,8 @@ export async function takeRootLock(root: string, waiting: () => void): Promise<R
   }
   if (r.exitCode !== 0) {
     closeSync(fd);
-    const why = r.stderr.split('\n')[0];
+    // Killed, flock has no exit status: not a wait that ran out.
+    const why = r.signal ? `flock was killed by ${r.signal}` : r.stderr.split('\n')[0];
     throw new LockError(why ? `cannot lock ${root}: ${why}` : `another nocow run has held ${root} for 5 minutes`);
   }
   let held = true;
@@ -52,13 +53,13 @@ export async function takeRootLock(root: string, waiting: () => void): Promise<R
 }
 
 /** `flock ARGS… 3`, its descriptor 3 being FD: the lock is taken on our open file, and stays with it. */
-function flock(args: string[], fd: number): Promise<{ exitCode: number | null; stderr: string; missing: boolean }> {
+function flock(args: string[], fd: number): Promise<{ exitCode: number | null; signal: NodeJS.Signals | null; stderr: string; missing: boolean }> {
   return new Promise((resolve) => {
     const child = spawn('flock', [...args, '3'], { stdio: ['ignore', 'ignore', 'pipe', fd], env: { ...process.env, ...TOOL_ENV } });
     let stderr = '';
     child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('error', (error: NodeJS.ErrnoException) => resolve({ exitCode: null, stderr: error.message, missing: error.code === 'ENOENT' }));
-    child.on('close', (exitCode) => resolve({ exitCode, stderr, missing: false }));
+    child.on('error', (error: NodeJS.ErrnoException) => resolve({ exitCode: null, signal: null, stderr: error.message, missing: error.code === 'ENOENT' }));
+    child.on('close', (exitCode, signal) => resolve({ exitCode, signal, stderr, missing: false }));
   });
 }
 

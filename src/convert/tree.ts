@@ -136,6 +136,14 @@ function batches(items: string[]): string[][] {
   return out;
 }
 
+/**
+ * Why a program execa ran did not end well: "CMD was killed by SIGKILL" (killed, it has no exit
+ * status, and whatever it said before is not why it ended), else "CMD failed: " and its first
+ * line of stderr, or its exit status.
+ */
+export const failure = (command: string, r: { signal?: string; exitCode?: number; stderr: unknown }): string =>
+  r.signal ? `${command} was killed by ${r.signal}` : `${command} failed: ${String(r.stderr).split('\n')[0] || `exit status ${r.exitCode}`}`;
+
 const TOOL_ENV = { LC_ALL: 'C', PATH: `/usr/sbin:/usr/bin:/sbin:/bin${process.env.PATH ? `:${process.env.PATH}` : ''}` };
 
 /**
@@ -160,7 +168,7 @@ export async function flagsOf(tree: Tree): Promise<Map<string, string>> {
       pos = space + 1 + line.length;
     });
     const missing = batch.find((rel) => !flags.has(rel));
-    if (missing !== undefined) throw new Error(`cannot read the attributes of ${shown(missing)}: ${String(r.stderr).split('\n')[0] || 'lsattr failed'}`);
+    if (missing !== undefined) throw new Error(`cannot read the attributes of ${shown(missing)}: ${failure('lsattr', r)}`);
   }
   return flags;
 }
@@ -194,7 +202,7 @@ export async function xattrsOf(root: string): Promise<Xattrs> {
     maxBuffer: 1024 * 1024 * 1024,
   });
   if ((r as { code?: string }).code === 'ENOENT') throw new Error('getfattr (attr) is not installed');
-  if (r.exitCode !== 0) throw new Error(`cannot read the xattrs below ${root}: ${String(r.stderr).split('\n')[0] || 'getfattr failed'}`);
+  if (r.exitCode !== 0) throw new Error(`cannot read the xattrs below ${root}: ${failure('getfattr', r)}`);
   const all: Xattrs = new Map();
   let current: Map<string, string> | undefined;
   for (const line of String(r.stdout).split('\n')) {
@@ -226,13 +234,16 @@ export function xattrDifference(a: Map<string, string> | undefined, b: Map<strin
 
 const CHUNK = 1024 * 1024;
 
-/** Opens a file to read without following a symlink and without touching its atime (root may; others fall back). */
-export function openToRead(path: string): number {
+/**
+ * Opens a file to read without following a symlink and without touching its atime (root may;
+ * others fall back); FLAGS added (O_DIRECT).
+ */
+export function openToRead(path: string, flags = 0): number {
   try {
-    return openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NOATIME);
+    return openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NOATIME | flags);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EPERM') throw error;
-    return openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+    return openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | flags);
   }
 }
 

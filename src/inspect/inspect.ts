@@ -115,7 +115,8 @@ async function tool(command: string, args: string[], opts: { cwd?: string; onStd
         : signal !== null
           ? `${command} was killed by ${signal}`
           : `${command} failed with exit status ${code}`;
-      const error = err.toString('utf8').split('\n')[0] || (missing ? `${command}: not installed` : reason);
+      // Killed, it has no exit status, and whatever it said before is not why it ended.
+      const error = (signal === null && err.toString('utf8').split('\n')[0]) || (missing ? `${command}: not installed` : reason);
       resolve({ ok: spawnError === undefined && code === 0, missing, stdout: Buffer.concat(out).toString('utf8'), error });
     });
   });

@@ -10,12 +10,13 @@
 //      chattr for the batch)
 //   3. the data copied by plain reads and writes (never a reflink, which would share the
 //      CoW extents; nor copy_file_range, which may clone on Btrfs and keeps the bytes out of
-//      our sight): holes skipped (the FIEMAP map of a sparse file), preallocation kept; large
-//      files with O_DIRECT, the next chunk read while this one is written (src/migrate/copy.ts)
-//   4. verified: the copy read back from the disk with O_DIRECT (never from the page cache)
-//      must be, byte for byte, what was read from the original for it: large files chunk by
-//      chunk as they are written, small ones once their batch is on the disk (one syncfs);
-//      then its size. A large copy is fsynced.
+//      our sight): holes skipped (the FIEMAP map of a sparse file), preallocation kept; the
+//      copy written with O_DIRECT, large originals read with it too, the next chunk read
+//      while this one is written (src/migrate/copy.ts, the engine convert uses too)
+//   4. verified: the copy read back from the disk with O_DIRECT (never from the page cache,
+//      which holds none of it) must be, byte for byte, what was read from the original for
+//      it: large files chunk by chunk as they are written, small ones once their batch is on
+//      the disk (one syncfs); then its size. A large copy is fsynced.
 //   5. owner, mode, times, xattrs (ACLs, SELinux label) copied (one cp per directory in a batch)
 //   6. last checks: no other process holds the original open or mapped and no loop device
 //      is attached to it (one scan of /proc and /sys/block for the batch, by device and inode,
@@ -72,8 +73,8 @@ import { lstat, readdir, readlink, realpath, statfs } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DIRECT_MIN, Mismatch, ShortRead, alignDown, alignUp, copyData, verifyCopy, type CopyPlan } from './copy.js';
-import { argumentLists, extentCounts, extentMap, flagsOf, mustRun, tool } from './tools.js';
+import { DIRECT_MIN, Mismatch, READ_BACK, ShortRead, WRITE_DIRECT, copyData, planCopy, verifyCopy, writesDirect, type CopyPlan, type Kept } from './copy.js';
+import { argumentLists, extentCounts, flagsOf, tool } from './tools.js';
 import { REDUNDANT_PROFILES, TEMP_SUFFIX, refusedTarget, temporaryName as temporaryBeside } from '../facts.js';
 import { size } from '../io.js';
 import { aliasesOf, mountTable, mountsInside, shownPoint } from '../host/mounts.js';
@@ -477,11 +478,11 @@ interface Job {
   linked?: boolean;
   input?: number;
   out?: number;
-  /** The copy's descriptors with O_DIRECT, for large files: to write, and to read back. */
+  /** The copy's descriptors with O_DIRECT: to write (a block or more), and to read back as it is written (large files). */
   direct?: number;
   check?: number;
   /** Small files: the bytes read from the original, to compare once the copy is on the disk. */
-  kept?: Buffer[];
+  kept?: Kept;
   before?: BigIntStats;
   plan?: CopyPlan;
   /** The copy as verified; then, at the last checks, as it is renamed. */
@@ -752,57 +753,22 @@ async function setNocow(jobs: Job[], fail: (job: Job, error: unknown) => void): 
   }
 }
 
-/** Extents as ranges [start, end), ALIGN-aligned, merged, within the first SIZE bytes (rounded up to a block). */
-function rangesOf(extents: { offset: number; length: number }[], size: number): [number, number][] {
-  const ranges: [number, number][] = [];
-  const last = alignUp(size);
-  for (const e of [...extents].sort((a, b) => a.offset - b.offset)) {
-    const start = alignDown(e.offset);
-    const end = Math.min(alignUp(e.offset + e.length), last);
-    if (start >= end) continue;
-    const previous = ranges.at(-1);
-    if (previous && start <= previous[1]) previous[1] = Math.max(previous[1], end);
-    else ranges.push([start, end]);
-  }
-  return ranges;
-}
-
-/**
- * The data of JOB's original into its copy, and what to read back. A dense original is read
- * whole; when large, its copy is preallocated whole first (as a preallocated original is) and
- * pieces of zeros are left unwritten in it. A sparse one (fewer bytes allocated than its size)
- * is mapped (FIEMAP): only its data is read, holes stay holes, preallocated ranges are
- * preallocated in the copy.
- */
+/** The data of JOB's original into its copy (src/migrate/copy.ts), and what to read back. */
 async function copyFile(job: Job, progress: (bytes: number) => void, tick: () => Promise<void>): Promise<void> {
   const size = Number(job.before!.size);
   const large = job.candidate.size >= DIRECT_MIN;
   // Grown past the size it was chosen by (its bytes would be kept in memory for the check): changed.
   if (!large && size >= DIRECT_MIN) throw new MigrateError(CHANGED);
-  let plan: CopyPlan;
-  ftruncateSync(job.out!, size);
-  if (size === 0) plan = { size, ranges: [], skipZeros: false };
-  else if (Number(job.before!.blocks) * 512 >= size) {
-    if (large) await mustRun('fallocate', ['-l', String(size), '--', job.temp]);
-    plan = { size, ranges: [[0, alignUp(size)]], skipZeros: large };
-  } else {
-    const map = await extentMap(job.candidate.path);
-    for (const [start, end] of rangesOf(map.filter((e) => e.unwritten), size)) {
-      await mustRun('fallocate', ['-o', String(start), '-l', String(Math.min(end, size) - start), '--', job.temp]);
-    }
-    plan = { size, ranges: rangesOf(map.filter((e) => !e.unwritten), size), skipZeros: false };
-  }
-  if (large) {
-    job.direct = openSync(job.temp, constants.O_WRONLY | constants.O_DIRECT);
-    job.check = openSync(job.temp, READ_BACK);
-  }
-  job.kept = await copyData(job.input!, job.direct ?? job.out!, plan, job.check, progress, tick);
+  const plan = await planCopy(job.candidate.path, { size, blocks: Number(job.before!.blocks) }, job.temp, job.out!);
+  const writeDirect = writesDirect(size);
+  if (writeDirect) job.direct = openSync(job.temp, WRITE_DIRECT);
+  if (large) job.check = openSync(job.temp, READ_BACK);
+  const mode = { readDirect: large, writeDirect, check: job.check, keep: 'bytes' } as const;
+  job.kept = await copyData(job.input!, job.direct ?? job.out!, plan, mode, progress, tick);
   job.plan = plan;
-  if (large) {
-    // The last block was written whole.
-    ftruncateSync(job.out!, size);
-    fsyncSync(job.out!);
-  }
+  // The last block was written whole.
+  if (writeDirect) ftruncateSync(job.out!, size);
+  if (large) fsyncSync(job.out!);
 }
 
 /** The small files' copies on the disk: one syncfs per file system for a batch, fsync for one or two. */
@@ -822,8 +788,6 @@ async function syncSmall(jobs: Job[], fail: (job: Job, error: unknown) => void):
 }
 
 const BAD_COPY = 'the copy does not read back the same; original kept';
-/** The copy, read back past the page cache; reading it leaves its times alone. */
-const READ_BACK = constants.O_RDONLY | constants.O_DIRECT | constants.O_NOATIME;
 
 /**
  * Small files: the copy read back from the disk (O_DIRECT) against the bytes read from the
