@@ -193,9 +193,9 @@ t.test('GIVEN bad usage WHEN apply runs THEN one error line, status 2, nothing d
   for (const [argv, message] of [
     [['apply', '--root', join(dir, 'missing')], `--root ${join(dir, 'missing')}: does not exist`],
     [['apply', '--root', join(dir, 'file')], `--root ${join(dir, 'file')}: not a directory`],
-    [['apply', '--root', dir, '/var/lib/mysql'], 'Unknown argument: /var/lib/mysql'],
-    [['apply', '--root', dir, '--frobnicate'], 'Unknown argument: frobnicate'],
-    [['apply', '--root'], 'Not enough arguments following: root'],
+    [['apply', '--root', dir, '/var/lib/mysql'], 'unexpected operand "/var/lib/mysql": nocow apply takes none'],
+    [['apply', '--root', dir, '--frobnicate'], /^unknown option '--frobnicate'; nocow apply takes: --profile \(-p\), /],
+    [['apply', '--root'], "option '--root' needs a value (write --root DIR)"],
     [['apply', '--root', dir, '-p', 'nope'], /^unknown profile "nope"; expected one of: /],
   ] as const) {
     const io = capture();
