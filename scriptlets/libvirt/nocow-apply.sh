@@ -455,7 +455,12 @@ _nc_cow=$(find "$_nc_path" -xdev -type f -exec sh -c '
 			a=$(lsattr -d -- "$f" 2>/dev/null) || continue
 			case ${a%% *} in *C*) ;; *) printf x ;; esac
 		done' nocow-count {} + 2>/dev/null) || :
-nocow_say "$_nc_name" "set +C on $_nc_path for new files; ${#_nc_cow} existing keep copy-on-write (nocow migrate rewrites them)$_nc_note"
+if [ "${#_nc_cow}" -eq 1 ]; then
+_nc_kept='1 existing file keeps copy-on-write (nocow migrate rewrites it)'
+else
+_nc_kept="${#_nc_cow} existing files keep copy-on-write (nocow migrate rewrites them)"
+fi
+nocow_say "$_nc_name" "set +C on $_nc_path for new files; $_nc_kept$_nc_note"
 }
 nocow_convertible() {
 [ "$_nc_subvol" = auto ] && command -v btrfs >/dev/null 2>&1 || return 1
