@@ -501,7 +501,12 @@ nocow_say "$_nc_name" "set +C on $_nc_path$_nc_note"
 return 0
 fi
 _nc_cow=$(cd -P -- "$_nc_path" 2>/dev/null && nocow_cow_count "$PWD") || :
-nocow_say "$_nc_name" "set +C on $_nc_path for new files; ${#_nc_cow} existing keep copy-on-write (nocow migrate rewrites them)$_nc_note"
+if [ "${#_nc_cow}" -eq 1 ]; then
+_nc_kept='1 existing file keeps copy-on-write (nocow migrate rewrites it)'
+else
+_nc_kept="${#_nc_cow} existing files keep copy-on-write (nocow migrate rewrites them)"
+fi
+nocow_say "$_nc_name" "set +C on $_nc_path for new files; $_nc_kept$_nc_note"
 }
 nocow_convertible() {
 [ "$_nc_subvol" = auto ] && command -v btrfs >/dev/null 2>&1 || return 1

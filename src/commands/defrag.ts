@@ -4,7 +4,7 @@ import { resolve, posix } from 'node:path';
 import type { Argv } from 'yargs';
 import { printable, size, type Io } from '../io.js';
 import { declarationOptions, exactPath, jsonOption, rootOption, type CommandHelp, type DeclarationArgs } from '../cli-options.js';
-import { UsageError } from '../errors.js';
+import { UsageError, showArg } from '../errors.js';
 import { refusedTarget } from '../facts.js';
 import { DEFAULT_MIN_EXTENTS } from '../defrag/policy.js';
 import type { FileReport, Outcome } from '../defrag/defrag.js';
@@ -52,9 +52,13 @@ export const help: CommandHelp = {
 // Not `array: true`: an array option would swallow the paths that follow it.
 const repeatable = (value: string | string[]): string[] => (Array.isArray(value) ? value : [value]);
 
-function minExtents(value: number | number[]): number {
-  const n = Array.isArray(value) ? value[value.length - 1]! : value;
-  if (!Number.isInteger(n) || n < 1) throw new UsageError(`--min-extents ${String(n)}: expected a whole number of extents, at least 1`);
+/** --min-extents N: a whole number, at least 1 (the last one given wins). */
+function minExtents(value: string | number | (string | number)[]): number {
+  const given = String(Array.isArray(value) ? value[value.length - 1]! : value);
+  const expected = 'expected a whole number of extents, at least 1';
+  if (!/^\d+$/.test(given)) throw new UsageError(`--min-extents ${showArg(given)}: not a number; ${expected}`);
+  const n = Number(given);
+  if (n < 1 || !Number.isSafeInteger(n)) throw new UsageError(`--min-extents ${given}: ${expected}`);
   return n;
 }
 
@@ -81,7 +85,7 @@ export function builder(yargs: Argv): Argv<DefragArgs> {
     })
     .option('min-extents', {
       describe: 'Defragment a file with more extents than this per GiB of its size (at least this many)',
-      type: 'number',
+      type: 'string',
       requiresArg: true,
       coerce: minExtents,
       default: DEFAULT_MIN_EXTENTS,
