@@ -11,7 +11,7 @@
 // or btrfs has marked the file incompressible (lsattr `m`: after a write that did not compress,
 // mount -o compress stops trying) while some of it is compressed.
 import { execa } from 'execa';
-import { byName, fdPath, handing, TOOL_ENV, type OpenFile } from '../host/files.js';
+import { byName, fdPath, runOn, TOOL_ENV, type OpenFile } from '../host/files.js';
 import { mountOf, type Mount } from '../host/mounts.js';
 
 export interface CompressionChoice {
@@ -38,14 +38,15 @@ export function mountCompression(file: OpenFile, mounts: Mount[]): MountCompress
   return option === undefined || algorithm === 'no' || algorithm === 'none' ? null : { option, algorithm, force: option.startsWith('compress-force') };
 }
 
-async function run(command: string, args: string[], files: readonly OpenFile[] = []): Promise<string | undefined> {
-  const r = await execa(command, args, { reject: false, env: TOOL_ENV, ...handing(files) });
+async function run(command: string, args: string[]): Promise<string | undefined> {
+  const r = await execa(command, args, { reject: false, env: TOOL_ENV, stdin: 'ignore' });
   return r.exitCode === 0 ? String(r.stdout) : undefined;
 }
 
 /** The file's `compression` property (set by btrfs property set, or chattr +c); null when none. */
 async function property(file: OpenFile): Promise<string | null> {
-  return /^compression=(\S+)/m.exec((await run('btrfs', ['property', 'get', '--', fdPath(0), 'compression'], [file])) ?? '')?.[1] ?? null;
+  const r = await runOn([file], 'btrfs', ['property', 'get', '--', fdPath(0), 'compression']);
+  return r.exitCode === 0 ? (/^compression=(\S+)/m.exec(r.stdout)?.[1] ?? null) : null;
 }
 
 /** lsattr's `m` (no-compress: btrfs gave up compressing the file). */

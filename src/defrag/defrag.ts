@@ -14,11 +14,12 @@
 // (exit status 0); a file that could not be looked at or defragmented is one to look at (1).
 // Files are reached by their names as bytes and handed to the tools by descriptor
 // (src/host/files.ts), so every file is defragmented or named with its reason, whatever its name.
+import { fstatSync } from 'node:fs';
 import { lstat, readdir, statfs } from 'node:fs/promises';
 import { execa } from 'execa';
 import { TEMP_SUFFIX } from '../facts.js';
 import { firstInvalidUtf8, nameText, size as sizeText } from '../io.js';
-import { fdPath, FILES_PER_CHILD, handing, openRegular, TOOL_ENV, type OpenFile } from '../host/files.js';
+import { closeAll, fdPath, FILES_PER_CHILD, isOpen, openRegular, runOn, TOOL_ENV, type OpenFile } from '../host/files.js';
 import { mountsInside, mountTable } from '../host/mounts.js';
 import { extentMaps, type ExtentMap } from './extents.js';
 import { chooseCompression, mountCompression, type CompressionChoice } from './compression.js';
@@ -173,10 +174,10 @@ export async function defragFiles(files: Buffer[], opts: DefragOptions, progress
   for (let start = 0; start < files.length; start += FILES_PER_CHILD) {
     const open: OpenFile[] = [];
     try {
-      const batch = files.slice(start, start + FILES_PER_CHILD);
-      for (const [i, file] of (await Promise.all(batch.map(openRegular))).entries()) {
-        if ('handle' in file) open.push(file);
-        else unopened(batch[i]!, file);
+      for (const path of files.slice(start, start + FILES_PER_CHILD)) {
+        const file = openRegular(path);
+        if (isOpen(file)) open.push(file);
+        else unopened(path, file);
       }
       const maps = await extentMaps(open);
       const over: { file: OpenFile; map: ExtentMap; threshold: number }[] = [];
@@ -216,7 +217,7 @@ export async function defragFiles(files: Buffer[], opts: DefragOptions, progress
         } else candidates.push({ path: file.path, key: identity(file.info), size, map, threshold });
       }
     } finally {
-      await Promise.all(open.map((f) => f.handle.close()));
+      closeAll(open);
     }
   }
 
@@ -231,8 +232,8 @@ export async function defragFiles(files: Buffer[], opts: DefragOptions, progress
       emit({ ...report, result: 'skipped', reason });
       continue;
     }
-    const file = await openRegular(c.path);
-    if (!('handle' in file)) {
+    const file = openRegular(c.path);
+    if (!isOpen(file)) {
       unopened(c.path, file);
       continue;
     }
@@ -243,7 +244,7 @@ export async function defragFiles(files: Buffer[], opts: DefragOptions, progress
       }
       await defragOne(file, c, report, opts, mounts, emit);
     } finally {
-      await file.handle.close();
+      closeAll([file]);
     }
   }
   return outcomes;
@@ -260,11 +261,11 @@ async function defragOne(file: OpenFile, c: Candidate, report: FileReport, opts:
   const start = process.hrtime.bigint();
   // -f: flush each file's data as it goes (and filefrag -s below waits for it), so the count read next is the one on disk.
   const args = ['filesystem', 'defragment', '-f', ...(compression.flag ? [compression.flag] : []), '--', fdPath(0)];
-  const r = await execa('btrfs', args, { reject: false, env: TOOL_ENV, ...handing([file]) });
+  const r = await runOn([file], 'btrfs', args);
   const took = seconds(start);
   if (r.exitCode !== 0) {
-    const said = String(r.stderr).split('\n')[0]?.replace(/^ERROR: /, '').replaceAll(fdPath(0), 'the file');
-    emit({ ...report, result: 'failed', reason: said || String(r.shortMessage ?? 'btrfs filesystem defragment failed'), compression: chosen, seconds: took }, true);
+    const said = r.stderr.split('\n')[0]?.replace(/^ERROR: /, '').replaceAll(fdPath(0), 'the file');
+    emit({ ...report, result: 'failed', reason: said || `btrfs filesystem defragment exited with ${r.exitCode}`, compression: chosen, seconds: took }, true);
     return;
   }
   const [after] = await extentMaps([file], { sync: true });
@@ -280,7 +281,7 @@ async function defragOne(file: OpenFile, c: Candidate, report: FileReport, opts:
     return;
   }
   // Still above: so that the next run does not do the same again for nothing, while the file stays as it is.
-  const info = await file.handle.stat({ bigint: true });
+  const info = fstatSync(file.fd, { bigint: true });
   const failed = await writeRecord(file, { extents: after.writtenExtents, before: c.map.writtenExtents, sizeBytes: info.size, mtimeNs: info.mtimeNs, at: new Date().toISOString().replace(/\.\d+Z$/, 'Z') });
   const reason = failed
     ? `still above its threshold (${threshold}); could not record that (${failed}), so the next run tries again`

@@ -3,8 +3,7 @@
 // ("unwritten") and holes it leaves where they are, so the written extents on either side of one
 // stay apart; and which extents are shared with another file (a reflinked copy, a snapshot) or
 // compressed ("encoded").
-import { execa } from 'execa';
-import { fdPath, FILES_PER_CHILD, handing, TOOL_ENV, type OpenFile } from '../host/files.js';
+import { fdPath, FILES_PER_CHILD, runOn, type OpenFile } from '../host/files.js';
 
 export interface ExtentMap {
   /** As filefrag counts them ("N extents found"): unwritten ranges included, physically adjacent ones joined. */
@@ -76,16 +75,19 @@ export async function extentMaps(files: readonly OpenFile[], opts: { sync?: bool
     const names = batch.map((_, i) => fdPath(i));
     // -s: just after a defragmentation, without it, the map may still show the extents being replaced (seen: 6406 → 6406).
     const args = ['-v', ...(opts.sync ? ['-s'] : []), '--', ...names];
-    const r = await execa('filefrag', args, { reject: false, env: TOOL_ENV, ...handing(batch) });
-    const out = String(r.stdout ?? '');
-    const errors = String(r.stderr ?? '').split('\n');
+    const r = await runOn(batch, 'filefrag', args);
+    const out = r.stdout;
+    const errors = r.stderr.split('\n');
+    // The names are ours (/proc/self/fd/N): each file's part is found by them, whatever the file is
+    // called, in the order filefrag was given them.
+    let at = 0;
     for (const name of names) {
-      // The names are ours (/proc/self/fd/N): each file's part is found by them, whatever the file is called.
-      const head = out.indexOf(`File size of ${name} is `);
+      const head = out.indexOf(`File size of ${name} is `, at);
       const tail = head < 0 ? -1 : out.indexOf(`\n${name}: `, head);
       const lineEnd = tail < 0 ? -1 : out.indexOf('\n', tail + 1);
       const map = tail < 0 ? undefined : parseFilefragVerbose(out.slice(head, lineEnd < 0 ? undefined : lineEnd));
-      const error = errors.find((e) => e.startsWith(`${name}: `))?.slice(name.length + 2) ?? errors.find((e) => e !== '') ?? String(r.shortMessage ?? 'filefrag failed');
+      if (lineEnd >= 0) at = lineEnd;
+      const error = errors.find((e) => e.startsWith(`${name}: `))?.slice(name.length + 2) ?? errors.find((e) => e !== '') ?? `filefrag exited with ${r.exitCode}`;
       maps.push(map ?? { error: `filefrag could not map its extents: ${error}` });
     }
   }

@@ -12,8 +12,7 @@
 // nocow defrag from trying it. Writing it changes the file's ctime once; the defragmentation
 // itself changes neither the ctime nor the mtime. `setfattr -x user.nocow-kit.defrag FILE` makes
 // the next run try again.
-import { execa } from 'execa';
-import { fdPath, FILES_PER_CHILD, handing, TOOL_ENV, type OpenFile } from '../host/files.js';
+import { fdPath, FILES_PER_CHILD, runOn, type OpenFile } from '../host/files.js';
 
 export const RECORD_XATTR = 'user.nocow-kit.defrag';
 
@@ -50,10 +49,10 @@ export async function readRecords(files: readonly OpenFile[]): Promise<Map<OpenF
     const batch = files.slice(start, start + FILES_PER_CHILD);
     const pattern = `^${RECORD_XATTR.replaceAll('.', '\\.')}$`;
     const args = ['--absolute-names', '-d', '-m', pattern, '-e', 'hex', '--', ...batch.map((_, i) => fdPath(i))];
-    const r = await execa('getfattr', args, { reject: false, env: TOOL_ENV, ...handing(batch) });
+    const r = await runOn(batch, 'getfattr', args);
     // "# file: /proc/self/fd/3", then "user.nocow-kit.defrag=0x…", for the files that have it.
     const block = /^# file: \/proc\/self\/fd\/(\d+)\n[^=\n]+=0x([0-9a-f]*)$/gm;
-    for (const m of String(r.stdout ?? '').matchAll(block)) {
+    for (const m of r.stdout.matchAll(block)) {
       const file = batch[Number(m[1]) - 3];
       const record = parseRecord(Buffer.from(m[2]!, 'hex').toString('utf8'));
       if (file && record) found.set(file, record);
@@ -64,8 +63,8 @@ export async function readRecords(files: readonly OpenFile[]): Promise<Map<OpenF
 
 /** Records that defragmenting FILE left it as RECORD says; the reason when it could not. */
 export async function writeRecord(file: OpenFile, record: NoGainRecord): Promise<string | undefined> {
-  const r = await execa('setfattr', ['-n', RECORD_XATTR, '-v', formatRecord(record), '--', fdPath(0)], { reject: false, env: TOOL_ENV, ...handing([file]) });
+  const r = await runOn([file], 'setfattr', ['-n', RECORD_XATTR, '-v', formatRecord(record), '--', fdPath(0)]);
   if (r.exitCode === 0) return undefined;
-  if ((r as { code?: string }).code === 'ENOENT') return 'setfattr (attr) is not installed';
-  return String(r.stderr).split('\n')[0]?.replace(/^setfattr: \/proc\/self\/fd\/3: /, '') || String(r.shortMessage ?? 'setfattr failed');
+  if (r.missing) return 'setfattr (attr) is not installed';
+  return r.stderr.split('\n')[0]?.replace(`setfattr: ${fdPath(0)}: `, '') || `setfattr exited with ${r.exitCode}`;
 }
