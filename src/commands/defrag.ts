@@ -83,7 +83,7 @@ export function builder(yargs: Argv): Argv<DefragArgs> {
       defaultDescription: 'none',
     })
     .option('min-extents', {
-      describe: 'Defragment a file with more extents than this per GiB of its size (at least this many)',
+      describe: 'Defragment a file with more written extents than this per GiB of its size (at least this many)',
       type: 'number',
       requiresArg: true,
       coerce: minExtents,
