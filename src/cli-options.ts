@@ -90,8 +90,20 @@ export function jsonOption<T>(yargs: Argv<T>, describe: string): Argv<T & { json
   return yargs.option('json', { describe, type: 'boolean', default: false }) as unknown as Argv<T & { json: boolean }>;
 }
 
-/** The word --help and the man page show for an option's value. */
-export const VALUE_NAMES: Readonly<Record<string, string>> = { profile: 'P', config: 'FILE', root: 'DIR', home: 'DIR', output: 'DIR' };
+/** The word the man page and the error for a missing value show for an option's value. */
+const VALUE_NAMES: Readonly<Record<string, string>> = {
+  profile: 'P',
+  config: 'FILE',
+  root: 'DIR',
+  home: 'DIR',
+  output: 'DIR',
+  'kickstart-log': 'FILE',
+  'if-redundant': 'PATH',
+  'min-extents': 'N',
+};
+
+/** The word for the value of the option KEY: its VALUE_NAMES entry, else the key in capitals. */
+export const valueName = (key: string): string => VALUE_NAMES[key] ?? key.toUpperCase();
 
 /** What a command's --help and the man page say after its options: one definition for both. */
 export interface CommandHelp {

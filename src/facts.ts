@@ -5,8 +5,17 @@
 /** Data profiles whose self-healing needs the checksums that +C removes (lower case, as `btrfs filesystem df` prints them upper). */
 export const REDUNDANT_PROFILES: readonly string[] = ['raid1', 'raid1c3', 'raid1c4', 'raid10', 'raid5', 'raid6', 'dup'];
 
-/** Suffixes of the fixed temporary names beside a target or a migrated file. */
-export const TEMP_SUFFIX = { new: '.nocow-new', old: '.nocow-old', migrate: '.nocow-migrate' } as const;
+/**
+ * Suffixes of the fixed temporary names beside a target or a migrated file. `original` and
+ * `rewritten` are the second names migrate gives the original and its copy while it swaps them.
+ */
+export const TEMP_SUFFIX = {
+  new: '.nocow-new',
+  old: '.nocow-old',
+  migrate: '.nocow-migrate',
+  original: '.nocow-original',
+  rewritten: '.nocow-rewritten',
+} as const;
 
 /**
  * The mkdir lock inside the directory that holds a target, where flock(1) is missing (the shell

@@ -60,6 +60,53 @@ export function printable(text: string): string {
   return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => SHORT[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
+/** Where the first byte sequence that is not UTF-8 starts (RFC 3629, as TextDecoder reads it), or -1. */
+export function firstInvalidUtf8(bytes: Uint8Array): number {
+  let i = 0;
+  while (i < bytes.length) {
+    const b = bytes[i]!;
+    if (b < 0x80) {
+      i += 1;
+      continue;
+    }
+    // The lead byte fixes the length and the range of the first continuation byte
+    // (which rules out overlong forms, surrogates and code points above U+10FFFF).
+    let length: number;
+    let low = 0x80;
+    let high = 0xbf;
+    if (b >= 0xc2 && b <= 0xdf) length = 2;
+    else if (b >= 0xe0 && b <= 0xef) {
+      length = 3;
+      if (b === 0xe0) low = 0xa0;
+      if (b === 0xed) high = 0x9f;
+    } else if (b >= 0xf0 && b <= 0xf4) {
+      length = 4;
+      if (b === 0xf0) low = 0x90;
+      if (b === 0xf4) high = 0x8f;
+    } else return i;
+    for (let k = 1; k < length; k += 1) {
+      const c = bytes[i + k];
+      if (c === undefined || c < (k === 1 ? low : 0x80) || c > (k === 1 ? high : 0xbf)) return i;
+    }
+    i += length;
+  }
+  return -1;
+}
+
+/**
+ * A name's bytes as text: UTF-8 where they are, each byte that is not as `\xHH` (a string path
+ * would hold U+FFFD there, which names another file). Lines still go through printable for control characters.
+ */
+export function nameText(bytes: Uint8Array): string {
+  let text = '';
+  let rest = bytes;
+  for (let at = firstInvalidUtf8(rest); at >= 0; at = firstInvalidUtf8(rest)) {
+    text += `${Buffer.from(rest.subarray(0, at)).toString('utf8')}\\x${rest[at]!.toString(16).padStart(2, '0')}`;
+    rest = rest.subarray(at + 1);
+  }
+  return text + Buffer.from(rest).toString('utf8');
+}
+
 const UNITS = ['KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
 
 /**

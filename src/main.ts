@@ -6,7 +6,8 @@ import { UsageError } from './errors.js';
 import { PlanError } from './plan.js';
 import { printable, processIo, type Io } from './io.js';
 import { epilogueText, type CommandHelp } from './cli-options.js';
-import { fastArgs, recordDefinition, type OptionSpec } from './cli-fast.js';
+import { fastArgs } from './cli-fast.js';
+import { checkOperands, recordDefinition, restoreOperands, scanArgv, yargsArgv, type Definition, type OptionSpec, type Scanned } from './cli-argv.js';
 import * as generate from './commands/generate.js';
 import * as statusCommand from './commands/status.js';
 import * as apply from './commands/apply.js';
@@ -41,6 +42,9 @@ export const HELP: CommandHelp = {
       'NOCOW subvolumes wherever the files land: an RPM %posttrans section, kickstart %post sections, tmpfiles.d snippets and a standalone script; ' +
       'and it inspects (status), applies (apply) and rewrites existing files (migrate) on this machine.',
     "Run nocow COMMAND --help for a command's options, examples and exit statuses.",
+    'The command line is read as GNU getopt reads it: options and operands in any order, -- ends the options (what follows is an operand, ' +
+      'even a name beginning with -), and a flag (--dry-run, --json…) takes no value: --dry-run=yes is an error, and there is no --no-FLAG form. ' +
+      'A mistake is one error line and exit status 2, nothing done.',
   ],
   examples: [
     ['nocow generate posttrans -p mariadb', 'A %posttrans section for /var/lib/mysql'],
@@ -64,8 +68,8 @@ const oneLine = (message: string): string =>
 /** The options every command has. */
 export const GLOBAL_OPTIONS: ReadonlyMap<string, OptionSpec> = new Map([['debug', { type: 'boolean', describe: 'Show stack traces of errors', global: true }]]);
 
-/** The commands whose plain argv is read without yargs (src/cli-fast.ts); the others always go through yargs. */
-const FAST_PATH: ReadonlySet<string> = new Set(['generate', 'status', 'apply']);
+/** The commands whose arguments are made without yargs (src/cli-fast.ts); the others always go through yargs. */
+export const FAST_PATH: ReadonlySet<string> = new Set(['generate', 'status', 'apply']);
 
 const VERSION_FLAGS = ['--version', '-V'];
 const HELP_FLAGS = ['--help', '-h'];
@@ -81,6 +85,8 @@ export interface ParserOptions {
   onCommand?: (name: string, yargs: Argv) => void;
   /** Runs a command with the arguments yargs parsed (default: its run); tests compare them with the fast path's. */
   runCommand?: (command: CommandModule, args: Record<string, unknown>, io: Io) => Promise<number>;
+  /** The command line as src/cli-argv.ts read it, when the argv to parse is the one yargsArgv() made of it. */
+  scanned?: Scanned;
 }
 
 function terminalColumns(): number {
@@ -90,7 +96,7 @@ function terminalColumns(): number {
 
 /** The yargs parser of the whole command line: commands, options, help. */
 export async function buildParser(opts: ParserOptions): Promise<Argv> {
-  const { io, setStatus = () => {}, onCommand, runCommand = (c, args, io) => c.run(args, io) } = opts;
+  const { io, setStatus = () => {}, onCommand, runCommand = (c, args, io) => c.run(args, io), scanned } = opts;
   // yargs is most of the start-up time (about 55 ms of 110): --version does without it.
   const { default: yargs } = await import('yargs');
   let parser: Argv = yargs().scriptName('nocow').usage(`$0 <command> [options]\n\n${SUMMARY}`);
@@ -112,6 +118,8 @@ export async function buildParser(opts: ParserOptions): Promise<Argv> {
   // later shows it (about 28 ms); failures here never show help, and --help renders its own.
   (parser as unknown as { getInternalMethods(): { getUsageInstance(): { cacheHelpMessage(): void } } }).getInternalMethods().getUsageInstance().cacheHelpMessage = () => {};
   for (const [key, spec] of GLOBAL_OPTIONS) parser = parser.option(key, spec as Options);
+  // Before yargs checks choices and counts operands: the operands themselves, for their stand-ins.
+  if (scanned) parser = parser.middleware((args) => restoreOperands(args, scanned.operands), true);
   return parser
     .demandCommand(1, `no command given; commands: ${MAIN_COMMANDS.join(', ')}`)
     .strict()
@@ -128,15 +136,50 @@ export async function buildParser(opts: ParserOptions): Promise<Argv> {
     });
 }
 
+/**
+ * yargs' completion answers as the command line reads them: after "--" is typed, yargs offers each
+ * one-letter alias as "--p" too (zsh: "--p:description"), which is no option: it is -p.
+ */
+const offered = (answers: string): string =>
+  answers
+    .split('\n')
+    .filter((answer) => !/^--[^-:](:|$)/.test(answer))
+    .join('\n');
+
 export interface MainOptions {
   /** Read a plain argv without yargs where the command allows it (default); false: always yargs. */
   fastPath?: boolean;
 }
 
-/** The arguments yargs would give COMMAND's handler for argv, read without yargs; undefined where yargs must read them. */
-export function fastPathArgs(command: CommandModule, argv: readonly string[]): Record<string, unknown> | undefined {
-  const definition = recordDefinition(command.command, command.builder);
-  return definition && fastArgs(commandName(command), definition, GLOBAL_OPTIONS, argv);
+const definitions = new Map<CommandModule, Definition>();
+
+/** What COMMAND's builder defines, as src/cli-argv.ts reads it. */
+export function definitionOf(command: CommandModule): Definition {
+  let definition = definitions.get(command);
+  if (!definition) definitions.set(command, (definition = recordDefinition(command.command, command.builder)));
+  return definition;
+}
+
+/** What every command's command line may hold besides its own options: the global ones, and --help. */
+const READ_GLOBALS: ReadonlyMap<string, OptionSpec> = new Map([...GLOBAL_OPTIONS, ['help', { alias: 'h', type: 'boolean' }]]);
+
+/**
+ * COMMAND's command line, read by src/cli-argv.ts as both ways of running it read it; a UsageError
+ * for an unknown option, a flag given a value, an option without its value, a wrong operand.
+ */
+export function readCommandLine(command: CommandModule, argv: readonly string[]): Scanned {
+  const name = commandName(command);
+  const definition = definitionOf(command);
+  const scanned = scanArgv(name, definition, READ_GLOBALS, argv);
+  const word = scanned.operands[0];
+  if (word !== name) throw new UsageError(`unknown command ${JSON.stringify(word ?? '')}; commands: ${MAIN_COMMANDS.join(', ')}`);
+  if (!scanned.options.has('help')) checkOperands(name, definition.positional, scanned.operands.slice(1));
+  return scanned;
+}
+
+/** The arguments yargs would give COMMAND's handler for what was read, without yargs; undefined where yargs must make them. */
+export function fastPathArgs(command: CommandModule, scanned: Scanned): Record<string, unknown> | undefined {
+  return fastArgs(commandName(command), definitionOf(command), GLOBAL_OPTIONS, scanned);
 }
 
 /** Exit statuses: 0 done, 1 failed, 2 bad usage or declaration. */
@@ -163,6 +206,8 @@ export async function main(argv: string[], io: Io = processIo, options: MainOpti
     io.out(`${await packageVersion()}\n`);
     return 0;
   }
+  let scanned: Scanned | undefined;
+  // A completion request is a command line being typed: yargs answers it as it stands.
   if (!argv.includes(COMPLETION_KEY)) {
     // The command is the first word that is not an option (the top level takes no option values).
     const word = argv.find((a) => !a.startsWith('-'));
@@ -176,22 +221,31 @@ export async function main(argv: string[], io: Io = processIo, options: MainOpti
       return code;
     }
     const command = COMMANDS.find((c) => commandName(c) === word);
-    const args = command && options.fastPath !== false && FAST_PATH.has(word!) ? fastPathArgs(command, argv) : undefined;
-    if (command && args) {
+    if (command) {
       try {
-        return await command.run(args, io);
+        scanned = readCommandLine(command, argv);
       } catch (error) {
         return fail(error);
       }
+      // --help: yargs prints it, from the command line as given.
+      if (scanned.options.has('help')) scanned = undefined;
+      const args = scanned && options.fastPath !== false && FAST_PATH.has(word!) ? fastPathArgs(command, scanned) : undefined;
+      if (args) {
+        try {
+          return await command.run(args, io);
+        } catch (error) {
+          return fail(error);
+        }
+      }
     }
   }
-  const parser = await buildParser({ io, setStatus: (s) => (status = s) });
+  const parser = await buildParser({ io, setStatus: (s) => (status = s), ...(scanned ? { scanned } : {}) });
   try {
     let shown = '';
-    await parser.parseAsync(argv, {}, (_err, _args, output) => {
+    await parser.parseAsync(scanned ? yargsArgv(scanned) : argv, {}, (_err, _args, output) => {
       shown = output;
     });
-    if (shown) io.out(`${shown}\n`);
+    if (shown) io.out(`${argv.includes(COMPLETION_KEY) ? offered(shown) : shown}\n`);
     return status;
   } catch (error) {
     return fail(error);

@@ -2,9 +2,32 @@
 // Pure data; rendering and writing come after.
 import type { Declaration, Target } from './declaration/types.js';
 import { defragWant } from './defrag/policy.js';
+import { kiwiProblem } from './render/escape.js';
 
-export const ARTIFACTS = ['posttrans', 'kickstart', 'tmpfiles', 'user-tmpfiles', 'hook', 'macros', 'defrag-timer', 'user-defrag-timer'] as const;
+export const ARTIFACTS = [
+  'posttrans',
+  'kickstart',
+  'tmpfiles',
+  'user-tmpfiles',
+  'hook',
+  'macros',
+  'defrag-timer',
+  'user-defrag-timer',
+  'repart',
+  'mkfs',
+  'kiwi',
+  'boot-unit',
+] as const;
 export type Artifact = (typeof ARTIFACTS)[number];
+
+/**
+ * Artifacts for image builders: an image holds no home directory, so a declaration with a
+ * user-scope target is refused for them rather than served in part.
+ */
+export const IMAGE_ARTIFACTS: ReadonlySet<Artifact> = new Set(['repart', 'mkfs', 'kiwi', 'boot-unit']);
+
+/** The root partition's definition the repart drop-in is for, by default (repart.d/10-root.conf). */
+export const DEFAULT_REPART_DEFINITION = '10-root';
 
 /** Produced when no artifact is named: those the packager and installer paths need. */
 export const DEFAULT_ARTIFACTS: readonly Artifact[] = ['posttrans', 'kickstart', 'tmpfiles', 'user-tmpfiles'];
@@ -19,7 +42,11 @@ export type TemplateName =
   | 'apply.sh'
   | 'macros.nocow'
   | 'defrag.service'
-  | 'defrag.timer';
+  | 'defrag.timer'
+  | 'repart.conf'
+  | 'mkfs.args'
+  | 'kiwi-volumes.xml'
+  | 'apply.service';
 
 export interface PlannedFile {
   artifact: Artifact;
@@ -41,6 +68,8 @@ export interface Plan {
 
 export interface PlanOptions {
   kickstartLog?: string;
+  /** The repart.d definition (file name, ".conf" optional) the repart drop-in extends. */
+  repartDefinition?: string;
 }
 
 /** What `%post --log=` can carry without any quoting: an absolute path of a safe alphabet (checked before planning). */
@@ -54,6 +83,15 @@ export function kickstartLogProblem(file: string): string | undefined {
   return undefined;
 }
 
+/** Why NAME cannot name a repart.d definition file; undefined when it can. */
+export function repartDefinitionProblem(name: string): string | undefined {
+  // eslint-disable-next-line no-control-regex
+  if (name === '' || name === '.conf' || name.includes('/') || /[\u0000-\u001f\u007f]/.test(name) || name === '.' || name === '..') {
+    return `${JSON.stringify(name)}: expected the file name of a repart.d definition, with or without ".conf", e.g. ${DEFAULT_REPART_DEFINITION}`;
+  }
+  return undefined;
+}
+
 export class PlanError extends Error {}
 
 function file(artifact: Artifact, name: string, template: TemplateName, targets: Target[], executable = false): PlannedFile {
@@ -61,8 +99,16 @@ function file(artifact: Artifact, name: string, template: TemplateName, targets:
 }
 
 /** Files for one artifact; none when it does not apply to these targets. */
-function filesFor(artifact: Artifact, system: Target[], user: Target[]): PlannedFile[] {
+function filesFor(artifact: Artifact, system: Target[], user: Target[], repartDefinition: string): PlannedFile[] {
   switch (artifact) {
+    case 'repart':
+      return system.length === 0 ? [] : [file(artifact, `repart.d/${repartDefinition}.conf.d/nocow.conf`, 'repart.conf', system)];
+    case 'mkfs':
+      return system.length === 0 ? [] : [file(artifact, 'nocow-mkfs.args', 'mkfs.args', system)];
+    case 'kiwi':
+      return system.length === 0 ? [] : [file(artifact, 'nocow-kiwi-volumes.xml', 'kiwi-volumes.xml', system)];
+    case 'boot-unit':
+      return system.length === 0 ? [] : [file(artifact, 'systemd/system/nocow-apply.service', 'apply.service', system)];
     case 'macros':
       // The macros take the path as their argument: one file whatever the targets, which
       // serve only the marker comment (the declaration it came from).
@@ -105,18 +151,41 @@ function needs(artifact: Artifact): string {
   return `a target of scope ${artifact === 'user-tmpfiles' ? 'user' : 'system'}`;
 }
 
+/** Refuses, in one line, a declaration an image builder's artifact cannot carry whole. */
+function imageProblems(artifact: Artifact, declaration: Declaration, user: Target[]): void {
+  const from = `the declaration (${declaration.sources.join(', ')})`;
+  const first = user[0];
+  if (first !== undefined) {
+    throw new PlanError(
+      `artifact ${artifact} is for an image, which holds no home directory: ${from} has the user-scope target ${first.name} (${first.path}); ` +
+        'generate it from a declaration of system-scope targets only',
+    );
+  }
+  if (artifact !== 'kiwi') return;
+  for (const t of declaration.targets) {
+    const problem = kiwiProblem(t.path);
+    if (problem !== undefined) throw new PlanError(`artifact kiwi cannot carry the path of target ${t.name}, ${JSON.stringify(t.path)}: expected ${problem}`);
+  }
+}
+
 export function planArtifacts(declaration: Declaration, requested: readonly Artifact[], version: string, options: PlanOptions = {}): Plan {
   if (options.kickstartLog !== undefined) {
     const problem = kickstartLogProblem(options.kickstartLog);
     if (problem !== undefined) throw new PlanError(`--kickstart-log ${problem}`);
   }
+  if (options.repartDefinition !== undefined) {
+    const problem = repartDefinitionProblem(options.repartDefinition);
+    if (problem !== undefined) throw new PlanError(`--repart-definition ${problem}`);
+  }
+  const repartDefinition = (options.repartDefinition ?? DEFAULT_REPART_DEFINITION).replace(/\.conf$/, '');
   const explicit = requested.length > 0;
   const artifacts = explicit ? [...new Set(requested)] : DEFAULT_ARTIFACTS;
   const system = declaration.targets.filter((t) => t.scope === 'system');
   const user = declaration.targets.filter((t) => t.scope === 'user');
   const files: PlannedFile[] = [];
   for (const artifact of artifacts) {
-    const produced = filesFor(artifact, system, user);
+    if (IMAGE_ARTIFACTS.has(artifact)) imageProblems(artifact, declaration, user);
+    const produced = filesFor(artifact, system, user, repartDefinition);
     if (explicit && produced.length === 0) {
       throw new PlanError(`artifact ${artifact} needs ${needs(artifact)}; the declaration (${declaration.sources.join(', ')}) has none`);
     }

@@ -16,6 +16,10 @@ const FILE_TEMPLATES: readonly TemplateName[] = [
   'macros.nocow',
   'defrag.service',
   'defrag.timer',
+  'repart.conf',
+  'mkfs.args',
+  'kiwi-volumes.xml',
+  'apply.service',
 ];
 
 const read = (name: string) => readFile(join(TEMPLATE_DIR, name), 'utf8');

@@ -89,7 +89,7 @@ t.test('GIVEN targets in every starting state WHEN apply --dry-run runs THEN not
   t.same(await s.out('apply'), {
     out: [
       `nocow: vm: converted empty directory ${R}/var/lib/libvirt/images into a subvolume with +C`,
-      `nocow: db: set +C on ${R}/var/lib/mysql for new files; 2 existing keep copy-on-write (nocow migrate rewrites them)`,
+      `nocow: db: set +C on ${R}/var/lib/mysql for new files; 2 existing files keep copy-on-write (nocow migrate rewrites them)`,
       `nocow: new: created subvolume ${R}/srv/new images`,
       `nocow: new: set +C on ${R}/srv/new images`,
       'nocow: masked: opted out by the masked /etc/tmpfiles.d/nocow-masked.conf; doing nothing',
@@ -193,9 +193,9 @@ t.test('GIVEN bad usage WHEN apply runs THEN one error line, status 2, nothing d
   for (const [argv, message] of [
     [['apply', '--root', join(dir, 'missing')], `--root ${join(dir, 'missing')}: does not exist`],
     [['apply', '--root', join(dir, 'file')], `--root ${join(dir, 'file')}: not a directory`],
-    [['apply', '--root', dir, '/var/lib/mysql'], 'Unknown argument: /var/lib/mysql'],
-    [['apply', '--root', dir, '--frobnicate'], 'Unknown argument: frobnicate'],
-    [['apply', '--root'], 'Not enough arguments following: root'],
+    [['apply', '--root', dir, '/var/lib/mysql'], 'unexpected operand "/var/lib/mysql": nocow apply takes none'],
+    [['apply', '--root', dir, '--frobnicate'], /^unknown option '--frobnicate'; nocow apply takes: --profile \(-p\), /],
+    [['apply', '--root'], "option '--root' needs a value (write --root DIR)"],
     [['apply', '--root', dir, '-p', 'nope'], /^unknown profile "nope"; expected one of: /],
   ] as const) {
     const io = capture();
@@ -261,7 +261,7 @@ t.test('GIVEN targets in every starting state WHEN apply --json, --dry-run --jso
     run.json.targets.map((x) => [x.name, x.scope, x.path, x.state, x.changes, x.warnings]),
     [
       ['vm', 'system', '/var/lib/libvirt/images', 'changed', [`converted empty directory ${R}/var/lib/libvirt/images into a subvolume with +C`], []],
-      ['db', 'system', '/var/lib/mysql', 'changed', [`set +C on ${R}/var/lib/mysql for new files; 2 existing keep copy-on-write (nocow migrate rewrites them)`], []],
+      ['db', 'system', '/var/lib/mysql', 'changed', [`set +C on ${R}/var/lib/mysql for new files; 2 existing files keep copy-on-write (nocow migrate rewrites them)`], []],
       ['new', 'system', '/srv/new images', 'changed', [`created subvolume ${R}/srv/new images`, `set +C on ${R}/srv/new images`], []],
       ['done', 'system', '/var/lib/machines', 'unchanged', [], []],
       ['masked', 'system', '/srv/masked', 'opted-out', [], []],

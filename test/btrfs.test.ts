@@ -84,7 +84,7 @@ for (const [i, shell] of SHELLS.entries()) {
         echo "$(subvol "$R${P}") $(flags "$R${P}") $(flags "$R${P}/ibdata1")" >"$A/obs"`);
       t.equal(s.run1.rc, 0);
       t.equal(s.run1.err, '');
-      t.match(s.run1.out, /^nocow: db: set \+C on .*\/var\/lib\/mysql for new files; 3 existing keep copy-on-write \(nocow migrate rewrites them\)\n$/);
+      t.match(s.run1.out, /^nocow: db: set \+C on .*\/var\/lib\/mysql for new files; 3 existing files keep copy-on-write \(nocow migrate rewrites them\)\n$/);
       t.equal(await s.file('files.after'), await s.file('files.before'), 'same checksums, same inodes');
       t.match(await s.file('obs'), /^no \S*C\S* [^C\s]+\n$/, 'not a subvolume; +C on the directory only');
       await assertIdempotent(t, s);

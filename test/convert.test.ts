@@ -3,54 +3,7 @@
 // what it must; it holds its target's lock while it works, and no other target waits for it.
 import t, { type Test } from 'tap';
 import { parseTree, runInFs, section, type TreeEntry } from './helpers/fs.js';
-import { builtCli } from './helpers/cli.js';
-
-const NC = `node ${builtCli()}`;
-
-const SETUP = String.raw`
-fragmented() {  # PATH MIB WRITES: random data, then WRITES random 4 KiB pieces with a sync every 10: many extents
-  head -c "$2M" /dev/urandom >"$1"; sync
-  for i in $(seq 1 "$3"); do
-    dd if=/dev/urandom of="$1" bs=4096 count=1 seek=$(( (i * 7919) % ($2 * 256) )) conv=notrunc status=none
-    [ $((i % 10)) -ne 0 ] || sync
-  done
-  sync
-}
-mktree() {  # DIR MIB WRITES: a plain directory with every kind of entry convert must keep
-  local d=$1
-  mkdir -p "$d/sub dir/deeper"
-  fragmented "$d/disk.img" "$2" "$3"
-  echo hello >"$d/sub dir/file"; ln "$d/sub dir/file" "$d/hardlink"; ln -s "sub dir/file" "$d/symlink"
-  echo deep >"$d/sub dir/deeper/x"
-  mkfifo "$d/fifo"; mknod "$d/null" c 1 3
-  node -e 'require("net").createServer().listen(process.argv[1], () => process.exit(0))' "$d/socket"
-  truncate -s 64M "$d/sparse.img"; head -c 1M /dev/urandom | dd of="$d/sparse.img" bs=1M seek=10 conv=notrunc status=none
-  fallocate -l 16M "$d/prealloc.img"; head -c 1M /dev/urandom | dd of="$d/prealloc.img" bs=1M conv=notrunc status=none
-  printf a >"$d/$(printf 'new\nline')"; printf b >"$d/q'\"uote s"; printf c >"$d/ünï cödé"; : >"$d/empty"
-  setfattr -n user.origin -v kept "$d/disk.img"; setfattr -n security.selinux -v system_u:object_r:virt_image_t:s0 "$d/disk.img"
-  setfacl -m u:1234:rw "$d/disk.img"; setfacl -d -m u:1234:rwx "$d/sub dir"; setfattr -h -n trusted.link -v 1 "$d/symlink"
-  chown 107:36 "$d/disk.img"; chmod 0640 "$d/disk.img"; chown -h 5:6 "$d/symlink"; chmod 4755 "$d/empty"
-  touch -d '2020-05-06 07:08:09.123456789' "$d/disk.img"; touch -h -d '2019-01-02 03:04:05.5' "$d/symlink"
-  chmod 2750 "$d/sub dir"; touch -d '2018-01-01 00:00:00.75' "$d/sub dir"
-  chown 0:36 "$d"; chmod 0711 "$d"; setfattr -n user.dir -v top "$d"; touch -d '2021-01-01 00:00:00.25' "$d"
-  sync
-}
-nc() { $NC "$@"; }  # the built nocow
-small() {  # DIR: a small tree: an image, a subdirectory, a hard link, a symlink, xattrs, an ACL, a sparse file, set modes and times
-  mkdir -p "$1/sub dir"; head -c 4M /dev/urandom >"$1/disk.img"; echo x >"$1/sub dir/file"; ln "$1/sub dir/file" "$1/hardlink"; ln -s "sub dir/file" "$1/symlink"
-  truncate -s 8M "$1/sparse.img"; echo data | dd of="$1/sparse.img" bs=1M seek=5 conv=notrunc status=none
-  setfattr -n user.origin -v kept "$1/disk.img"; setfacl -m u:1234:rw "$1/disk.img"; setfattr -n user.dir -v 1 "$1"
-  chmod 0750 "$1/sub dir"; touch -d '2020-01-01 00:00:00.5' "$1/sub dir" "$1"
-}
-blocks() { stat -c %b "$1"; }
-flags() { lsattr -d "$1" | cut -d' ' -f1; }
-extents() { filefrag "$1" | sed -E 's/.*: ([0-9]+) extents? found/\1/'; }
-subvol() { btrfs subvolume show "$1" >/dev/null 2>&1 && echo subvolume || echo directory; }
-leftovers() { local b; b=$(basename "$1"); ls -A "$(dirname "$1")" | grep -Fx -e "$b" -e "$b.nocow-new" -e "$b.nocow-old" | tr '\n' ' '; }
-set +e  # each script records the exit statuses it asserts on
-`;
-
-const line = (stdout: string, key: string) => stdout.split('\n').find((l) => l.startsWith(`${key} `))?.slice(key.length + 1);
+import { NC, SETUP, line } from './helpers/convert.js';
 
 /** What a conversion keeps of each entry: everything observe_tree shows but the inode, ctime, flags and subvolume state. */
 const kept = (e: TreeEntry) => ({ kind: e.kind, mode: e.mode, uid: e.uid, gid: e.gid, mtime: e.mtime, content: e.content, xattrs: e.xattrs });
@@ -341,10 +294,17 @@ t.test('GIVEN the lock of the directory holding PATH WHEN another run holds it T
       kill $locker; wait; trap - EXIT
       echo "waited $(cat "$MNT/rc") $(cat "$MNT/err") | $(cat "$MNT/out") | $(subvol "$A")"
       B="$MNT/b"; mkdir "$B"; fallocate -l 400M "$B/disk.img"
+      # A pause hook: btrfs, as convert runs it to make the new subvolume (the lock held), waits for the
+      # test to say go, so the lock is tried at the same point on every run, however busy the machine.
+      real=$(readlink -f "$(command -v btrfs)"); cp "$real" "$MNT/btrfs.real"
+      printf '#!/bin/sh\\n"%s" "$@" || exit\\ncase "$*" in "subvolume create -- %s.nocow-new") : >"%s/created"; until [ -e "%s/go" ]; do sleep 0.01; done ;; esac\\n' \\
+        "$MNT/btrfs.real" "$B" "$MNT" "$MNT" >"$MNT/btrfs.shim"
+      chmod 755 "$MNT/btrfs.shim"; mount --bind "$MNT/btrfs.shim" "$real"
       nc convert "$B" >/dev/null 2>&1 & converter=$!
-      for i in $(seq 1 3000); do [ -e "$B.nocow-new/disk.img" ] && break; sleep 0.01; done
+      until [ -e "$MNT/created" ] || ! kill -0 $converter 2>/dev/null; do sleep 0.01; done
       flock -n -x "$MNT" true; echo "held $?"
-      wait $converter; echo "converted $? $(subvol "$B")"
+      : >"$MNT/go"; wait $converter; echo "converted $? $(subvol "$B")"
+      umount "$real"
       C="$MNT/c"; mkdir "$C"; head -c 48M /dev/urandom >"$C/disk.img"
       script -qfec "$NC convert '$C'" /dev/null >"$MNT/tty" </dev/null; echo "tty $?"
       # Frames are drawn over each other (cursor saved and restored): one line each.

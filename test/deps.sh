@@ -1,6 +1,7 @@
 #!/bin/sh
 # Can this machine run the real-file-system tests? They need root, loop devices,
-# mount namespaces, the kernel's btrfs/ext4/xfs and the tools below. What is
+# mount namespaces, the kernel's btrfs/ext4/xfs, the tools below and the Debian sid
+# tool root of test/helpers/tool-root.sh (newer image-builder tools). What is
 # missing gets installed when possible (root with apt-get); what is still missing
 # is printed, one line each, and the exit status is 1: those tests must fail,
 # never be skipped, where they cannot run.
@@ -10,14 +11,15 @@
 set -u
 
 # The one list of Debian packages the tests need. losetup and mount are in "mount".
-PACKAGES='btrfs-progs xfsprogs e2fsprogs shellcheck busybox dash acl attr systemd util-linux mount coreutils findutils rpm strace rsync libarchive-tools squashfs-tools tar rpmlint bsdutils gpg gpg-agent gpgconf man-db gzip zsh fio btrfs-compsize python3'
+PACKAGES='btrfs-progs xfsprogs e2fsprogs shellcheck busybox dash acl attr systemd util-linux mount coreutils findutils rpm strace rsync libarchive-tools squashfs-tools tar rpmlint bsdutils gpg gpg-agent gpgconf man-db gzip zsh fio btrfs-compsize python3 mmdebstrap'
 TOOLS='mkfs.btrfs btrfs mkfs.ext4 mkfs.xfs losetup unshare mount chattr lsattr getfattr setfattr getfacl setfacl
 shellcheck busybox dash bash systemd-tmpfiles stat filefrag sha256sum find rpm strace runuser realpath rpmbuild rsync bsdtar mksquashfs unsquashfs tar chroot rpmlint script fallocate zsh
 rpmsign rpmspec gpg gpg-agent gpgconf man gzip
-fio compsize systemd-analyze btrfs-map-logical python3'
+fio compsize systemd-analyze btrfs-map-logical python3 mmdebstrap'
 
 PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin
 export PATH
+TOOL_ROOT_SH="$(dirname "$0")/helpers/tool-root.sh"
 
 installed=no
 install_packages() {
@@ -26,6 +28,9 @@ install_packages() {
   # shellcheck disable=SC2086 # one word per package
   apt-get update -q >&2 &&
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $PACKAGES >&2
+  # Made once (a minute or more, about 270 MB), then reused: see test/helpers/tool-root.sh.
+  echo "deps: making the sid tool root (once)" >&2
+  sh "$TOOL_ROOT_SH" make >&2
 }
 
 # One line per problem on stdout; nothing when all is well.
@@ -57,6 +62,7 @@ problems() {
     fi
   done
   rm -rf "$dir"
+  sh "$TOOL_ROOT_SH" check || echo "deps: no sid tool root (sh test/deps.sh --install makes it; test/helpers/tool-root.sh)"
 }
 
 can_install() { [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; }
@@ -72,4 +78,4 @@ if [ -n "$found" ]; then
   exit 1
 fi
 # shellcheck disable=SC2086 # counting words
-echo "deps: ok: $(echo $TOOLS | wc -w) tools, root, loop-mounted btrfs/ext4/xfs in a private mount namespace"
+echo "deps: ok: $(echo $TOOLS | wc -w) tools, root, loop-mounted btrfs/ext4/xfs in a private mount namespace, the sid tool root"

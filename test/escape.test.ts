@@ -1,6 +1,12 @@
 import t from 'tap';
 import { execa } from 'execa';
 import {
+  argsLine,
+  kiwiProblem,
+  repartSubvolumeWord,
+  repartWord,
+  xmlCommentSafe,
+  xmlEscape,
   assertKickstartSection,
   commentSafe,
   globEscape,
@@ -108,4 +114,32 @@ t.test('GIVEN a source name with a line break WHEN made comment-safe THEN it sta
 t.test('GIVEN a kickstart section WHEN a body line starts with % THEN rendering refuses it', async (t) => {
   t.equal(assertKickstartSection('# x\n%post\necho ok\n%end\n'), '# x\n%post\necho ok\n%end\n');
   t.throws(() => assertKickstartSection('%post\n  %end\necho\n%end\n'), /cut by the line/);
+});
+
+t.test('GIVEN paths WHEN written as repart.d words THEN % doubles and a path systemd would split or unquote is quoted once per reading', async (t) => {
+  t.equal(repartWord('/var/lib/libvirt/images'), '/var/lib/libvirt/images', 'a plain path stays as it is');
+  t.equal(repartWord('/srv/100%'), '/srv/100%%', 'no specifier');
+  t.equal(repartWord(`/srv/vm images/it's "q" \\x`), `"/srv/vm images/it's \\"q\\" \\\\x"`, 'blanks, quotes and backslashes: one double-quoted word');
+  t.equal(repartSubvolumeWord('/var/lib/mysql', 'nodatacow'), '/var/lib/mysql:nodatacow');
+  t.equal(repartSubvolumeWord('/srv/a:b', 'nodatacow'), '"\\"/srv/a:b\\":nodatacow"', 'a colon is quoted for the split at the flags, and those quotes for the split at blanks');
+  t.equal(repartSubvolumeWord('/srv/a b', ''), '"/srv/a b"', 'no flags, no colon');
+  t.equal(repartSubvolumeWord("/srv/vm images/it's 100%:x", 'nodatacow'), `"\\"/srv/vm images/it's 100%%:x\\":nodatacow"`, 'both readings (read back by systemd-repart 262 in test/image-builders.test.ts)');
+});
+
+t.test('GIVEN values WHEN XML-escaped THEN the five special characters become entities, and comment text loses its double hyphens', async (t) => {
+  t.equal(xmlEscape(`a&b<c>d"e'f`), 'a&amp;b&lt;c&gt;d&quot;e&apos;f');
+  t.equal(xmlCommentSafe('config:a--b---c.yaml'), 'config:a- -b- - -c.yaml');
+  t.notMatch(xmlCommentSafe('x\n-->'), /\n|--/);
+});
+
+t.test('GIVEN paths WHEN asked what kiwi cannot carry THEN blanks, commas, backslashes, double quotes and @root are refused with the reason', async (t) => {
+  t.equal(kiwiProblem("/var/lib/it's<x>&y"), undefined);
+  for (const path of ['/srv/vm images', '/srv/a\tb', '/srv/a,b', '/srv/a\\b', '/srv/"q"']) t.match(kiwiProblem(path), /fstab/, JSON.stringify(path));
+  t.match(kiwiProblem('/srv/@root'), /root volume/);
+});
+
+t.test('GIVEN an argument WHEN written as a line of nocow-mkfs.args THEN one that would split or read as a comment is a defect, refused loudly', async (t) => {
+  t.equal(argsLine('rw:srv/vm images/a:b'), 'rw:srv/vm images/a:b');
+  t.throws(() => argsLine('a\nb'), /cannot be one line/);
+  t.throws(() => argsLine('#x'), /cannot be one line/);
 });

@@ -4,9 +4,10 @@
 // (shadow.img, never migrated) that the writer writes the same blocks into; after both
 // are done the two must be equal, byte for byte, whatever migrate decided.
 //
-// The copy is made slow enough to race (20 ms per 1 MiB write, strace's delay injection)
-// and the writer starts at fixed points of it (the temporary copy's blocks show how far it
-// got), so the timings are the same on every run.
+// The writer acts at fixed points, whatever the machine's load: strace stops migrate there
+// (SIGSTOP injected after its Nth 1 MiB write of the copy, or as cp starts to copy the
+// attributes), the writer does what it aims to do while it is stopped, then lets it go on
+// (SIGCONT). Nothing waits on time, so the writer hits its window on every run.
 import t from 'tap';
 import { runInFs } from './helpers/fs.js';
 import { builtCli } from './helpers/cli.js';
@@ -17,8 +18,7 @@ const SETUP = String.raw`
 set +e  # each script records what it asserts on
 V=$MNT/vm; F=$V/disk.img; T=$V/.disk.img.nocow-migrate; S=$MNT/shadow.img
 mkdir "$V"; ln -s vm "$MNT/images"
-# 64 MiB of data and a 1 MiB hole at the end: the copy is not preallocated, so its
-# allocated blocks grow as it is written.
+# 64 MiB of data and a 1 MiB hole at the end: copied piece by piece as its map says, 1 MiB a write.
 head -c 64M /dev/urandom >"$F"; truncate -s 65M "$F"
 cp --reflink=never "$F" "$S"; head -c 32768 /dev/urandom >"$MNT/patch"; sync; chattr +C "$V"
 inode=$(stat -c %i "$F")
@@ -33,12 +33,23 @@ writeblocks() {
     else dd if="$MNT/patch" of="$1" bs=4096 skip=$i seek=$((257 * i)) count=1 conv=notrunc status=none 3<&-; fi
   done
 }
-until_copied() {  # MIB: until that much of the copy is written, or migrate has ended
-  until [ "$(stat -c %b "$T" 2>/dev/null 3<&-)" -ge $(($1 * 2048)) ] 2>/dev/null || [ -e "$MNT/done" ]; do sleep 0.01 3<&-; done
-}
 until_done() { until [ -e "$MNT/done" ]; do sleep 0.01 3<&-; done; }
 during() { [ -e "$T" ] && echo during || echo after; }
-slow() { strace -qq -o /dev/null -e trace=pwrite64 -e inject=pwrite64:delay_exit=20000 "$@"; }
+# The pause: strace runs migrate and stops a process of it (SIGSTOP) at a fixed point; its log
+# says which, once it is stopped, and the writer lets it go on (SIGCONT) when it is done.
+traced() { strace -f -qq -o "$MNT/strace" "$@" 3<&-; }  # STRACE-ARGS… CMD…: CMD's exit status
+paused() {  # N CMD…: CMD stopped right after its Nth 1 MiB write of the copy (N MiB copied)
+  n=$1; shift
+  traced -e trace=pwrite64 -e inject=pwrite64:signal=STOP:when="$n" "$@"
+}
+until_paused() {  # until migrate is stopped there, or has ended (it refused before copying)
+  until grep -qs 'stopped by SIGSTOP' "$MNT/strace" 3<&- || [ -e "$MNT/done" ]; do sleep 0.01 3<&-; done
+}
+resume() {  # the stopped process goes on: the log names each of its threads (pids padded)
+  for pid in $(sed -n 's/^\([0-9][0-9]*\) *--- stopped by SIGSTOP ---$/\1/p' "$MNT/strace" 3<&-); do
+    kill -CONT "$pid" 2>/dev/null 3<&-  # its main thread's id takes; the others' may not
+  done
+}
 finish() {  # after migrate: let the writer finish, then what became of the file
   touch "$MNT/done"; wait "$writer"; echo "writer $writer"; writer=
   echo "rc $rc"; echo "err $(cat "$MNT/err")"; echo "out $(cat "$MNT/out")"
@@ -65,9 +76,9 @@ const CASES: Case[] = [
   {
     title: 'GIVEN a writer that opened the file through the real directory before migrate ran via a symlinked one, and writes during the copy',
     script: String.raw`
-      { until_copied 16; writeblocks /dev/fd/3; writeblocks "$S"; during; } 3<>"$F" >"$MNT/writer" & writer=$!
+      { until_paused; writeblocks /dev/fd/3; writeblocks "$S"; during; resume; } 3<>"$F" >"$MNT/writer" & writer=$!
       until [ -e "/proc/$writer/fd/3" ]; do sleep 0.01; done
-      slow $NC migrate "$MNT/images/disk.img" >"$MNT/out" 2>"$MNT/err"; rc=$?
+      paused 16 $NC migrate "$MNT/images/disk.img" >"$MNT/out" 2>"$MNT/err"; rc=$?
       finish; cat "$MNT/writer"`,
     rewritten: false,
     err: (pid) => new RegExp(`^nocow: \\S+/vm/disk\\.img: not rewritten: ${OPEN_BY(pid)}$`),
@@ -75,8 +86,8 @@ const CASES: Case[] = [
   {
     title: 'GIVEN a writer that opens the file once a quarter of it is copied, writes blocks already copied, same size, and closes it',
     script: String.raw`
-      { until_copied 16; writeblocks "$F"; writeblocks "$S"; during; } >"$MNT/writer" & writer=$!
-      slow $NC migrate "$MNT/images/disk.img" >"$MNT/out" 2>"$MNT/err"; rc=$?
+      { until_paused; writeblocks "$F"; writeblocks "$S"; during; resume; } >"$MNT/writer" & writer=$!
+      paused 16 $NC migrate "$MNT/images/disk.img" >"$MNT/out" 2>"$MNT/err"; rc=$?
       finish; cat "$MNT/writer"`,
     rewritten: false,
     writer: /^during$/m,
@@ -85,8 +96,8 @@ const CASES: Case[] = [
   {
     title: 'GIVEN a writer that does the same near the end of the copy',
     script: String.raw`
-      { until_copied 60; writeblocks "$F"; writeblocks "$S"; during; } >"$MNT/writer" & writer=$!
-      slow $NC migrate "$MNT/images/disk.img" >"$MNT/out" 2>"$MNT/err"; rc=$?
+      { until_paused; writeblocks "$F"; writeblocks "$S"; during; resume; } >"$MNT/writer" & writer=$!
+      paused 60 $NC migrate "$MNT/images/disk.img" >"$MNT/out" 2>"$MNT/err"; rc=$?
       finish; cat "$MNT/writer"`,
     rewritten: false,
     writer: /^during$/m,
@@ -95,8 +106,8 @@ const CASES: Case[] = [
   {
     title: 'GIVEN --force and a writer that writes during the copy',
     script: String.raw`
-      { until_copied 16; writeblocks "$F"; writeblocks "$S"; during; } >"$MNT/writer" & writer=$!
-      slow $NC migrate --force "$MNT/images/disk.img" >"$MNT/out" 2>"$MNT/err"; rc=$?
+      { until_paused; writeblocks "$F"; writeblocks "$S"; during; resume; } >"$MNT/writer" & writer=$!
+      paused 16 $NC migrate --force "$MNT/images/disk.img" >"$MNT/out" 2>"$MNT/err"; rc=$?
       finish; cat "$MNT/writer"`,
     rewritten: false,
     writer: /^during$/m,
@@ -105,8 +116,8 @@ const CASES: Case[] = [
   {
     title: 'GIVEN a writer that opens the file during the copy and writes only after migrate has ended',
     script: String.raw`
-      { until_copied 16; exec 3<>"$F"; during; until_done; writeblocks /dev/fd/3; writeblocks "$S"; } >"$MNT/writer" & writer=$!
-      slow $NC migrate "$MNT/images/disk.img" >"$MNT/out" 2>"$MNT/err"; rc=$?
+      { until_paused; exec 3<>"$F"; during; resume; until_done; writeblocks /dev/fd/3; writeblocks "$S"; } >"$MNT/writer" & writer=$!
+      paused 16 $NC migrate "$MNT/images/disk.img" >"$MNT/out" 2>"$MNT/err"; rc=$?
       finish; cat "$MNT/writer"`,
     rewritten: false,
     writer: /^during$/m,
@@ -114,11 +125,10 @@ const CASES: Case[] = [
   },
   {
     title: 'GIVEN a writer that writes while the attributes are copied, after the data',
-    // cp, which copies the attributes once the data is copied and checked, is held 0.5 s after its execve.
+    // cp, which copies the attributes once the data is copied and checked, is stopped as it starts (its execve).
     script: String.raw`
-      { until pgrep -f -- --attributes-only >/dev/null || [ -e "$MNT/done" ]; do sleep 0.01; done
-        writeblocks "$F"; writeblocks "$S"; during; } >"$MNT/writer" & writer=$!
-      strace -f -qq -o /dev/null -P "$(command -v cp)" -e trace=execve -e inject=execve:delay_exit=500000 \
+      { until_paused; writeblocks "$F"; writeblocks "$S"; during; resume; } >"$MNT/writer" & writer=$!
+      traced -P "$(command -v cp)" -e trace=execve -e inject=execve:signal=STOP:when=1 \
         $NC migrate "$MNT/images/disk.img" >"$MNT/out" 2>"$MNT/err"; rc=$?
       finish; cat "$MNT/writer"`,
     rewritten: false,

@@ -61,7 +61,7 @@ t.test('GIVEN a writer that puts a file into the directory while it is being con
       const run1 = await result(a, 'run1');
       t.equal(run1.rc, 0);
       t.equal(run1.err, '', 'no warning: nothing went wrong, the conversion just gave way');
-      t.match(run1.out, /^nocow: vm: left \S+\/var\/lib\/libvirt\/images a plain directory: files were written into it during the conversion\nnocow: vm: set \+C on \S+ for new files; 1 existing keep copy-on-write/);
+      t.match(run1.out, /^nocow: vm: left \S+\/var\/lib\/libvirt\/images a plain directory: files were written into it during the conversion\nnocow: vm: set \+C on \S+ for new files; 1 existing file keeps copy-on-write/);
       t.equal(await readArtifactFile(a, 'found.sum'), await readArtifactFile(a, 'written.sum'), 'every byte of vm.img is where it was written');
       t.equal(await readArtifactFile(a, 'state'), 'no C 711 0 36 images \n', 'plain directory, +C, mode and group kept, no .nocow-new or .nocow-old');
       t.same(await result(a, 'run2'), { out: '', err: '', rc: 0 }, 'a second run changes nothing');

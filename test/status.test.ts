@@ -209,8 +209,8 @@ t.test('GIVEN bad usage WHEN status runs THEN one error line, status 2, nothing 
     [['status', '--root', join(dir, 'file')], `--root ${join(dir, 'file')}: not a directory`],
     [['status', '--root', dir, 'relative/path'], 'relative/path: with --root, give a path as seen under the root, starting with "/"'],
     [['status', '--home', join(dir, 'missing')], `--home ${join(dir, 'missing')}: does not exist`],
-    [['status', '--frobnicate'], 'Unknown argument: frobnicate'],
-    [['status', '--root'], 'Not enough arguments following: root'],
+    [['status', '--frobnicate'], /^unknown option '--frobnicate'; nocow status takes: --profile \(-p\), /],
+    [['status', '--root'], "option '--root' needs a value (write --root DIR)"],
     [['status', '-p', 'nope'], /^unknown profile "nope"; expected one of: /],
   ] as const) {
     const io = capture();

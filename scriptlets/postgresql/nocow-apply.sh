@@ -461,6 +461,57 @@ btrfs,*compress-force*) _nc_note=' (the file system is mounted compress-force: f
 esac
 done </proc/self/mounts
 }
+nocow_mi_escape() {
+_nc_mi='' _nc_s=$1
+while [ -n "$_nc_s" ]; do
+_nc_c=${_nc_s%"${_nc_s#?}"}
+_nc_s=${_nc_s#?}
+case $_nc_c in
+' ') _nc_c='\040' ;;
+'	') _nc_c='\011' ;;
+"$_nc_nl") _nc_c='\012' ;;
+"\\") _nc_c='\134' ;;
+esac
+_nc_mi=$_nc_mi$_nc_c
+done
+}
+nocow_mi_glob() {
+_nc_glob='' _nc_s=$1
+while [ -n "$_nc_s" ]; do
+_nc_c=${_nc_s%"${_nc_s#?}"}
+_nc_s=${_nc_s#?}
+if [ "$_nc_c" = "\\" ]; then
+case $_nc_s in
+040*) _nc_c=' ' _nc_s=${_nc_s#???} ;;
+011*) _nc_c='	' _nc_s=${_nc_s#???} ;;
+012*) _nc_c=$_nc_nl _nc_s=${_nc_s#???} ;;
+134*) _nc_s=${_nc_s#???} ;;
+esac
+fi
+_nc_glob=$_nc_glob\\$_nc_c
+done
+}
+nocow_cow_count() {
+_nc_dir=$1
+nocow_mi_escape "$_nc_dir"
+set --
+if [ -r /proc/self/mountinfo ]; then
+while read -r _nc_skip _nc_skip _nc_skip _nc_skip _nc_mp _nc_skip; do
+case $_nc_mp in
+"$_nc_mi"/?*) ;;
+*) continue ;;
+esac
+nocow_mi_glob "$_nc_mp"
+set -- "$@" -path "$_nc_glob" -prune -o
+done </proc/self/mountinfo
+fi
+# shellcheck disable=SC2016 # the inner script expands its own variables
+find "$_nc_dir" -xdev "$@" -type f -exec sh -c '
+		for f; do
+			a=$(lsattr -d -- "$f" 2>/dev/null) || continue
+			case ${a%% *} in *C*) ;; *) printf x ;; esac
+		done' nocow-count {} + 2>/dev/null
+}
 nocow_flag() {
 _nc_target_dir=$_nc_path
 nocow_flag_decide || return 0
@@ -470,13 +521,13 @@ if nocow_empty "$_nc_path"; then
 nocow_say "$_nc_name" "set +C on $_nc_path$_nc_note"
 return 0
 fi
-# shellcheck disable=SC2016 # the inner script expands its own variables
-_nc_cow=$(find "$_nc_path" -xdev -type f -exec sh -c '
-		for f; do
-			a=$(lsattr -d -- "$f" 2>/dev/null) || continue
-			case ${a%% *} in *C*) ;; *) printf x ;; esac
-		done' nocow-count {} + 2>/dev/null) || :
-nocow_say "$_nc_name" "set +C on $_nc_path for new files; ${#_nc_cow} existing keep copy-on-write (nocow migrate rewrites them)$_nc_note"
+_nc_cow=$(cd -P -- "$_nc_path" 2>/dev/null && nocow_cow_count "$PWD") || :
+if [ "${#_nc_cow}" -eq 1 ]; then
+_nc_kept='1 existing file keeps copy-on-write (nocow migrate rewrites it)'
+else
+_nc_kept="${#_nc_cow} existing files keep copy-on-write (nocow migrate rewrites them)"
+fi
+nocow_say "$_nc_name" "set +C on $_nc_path for new files; $_nc_kept$_nc_note"
 }
 nocow_convertible() {
 [ "$_nc_subvol" = auto ] && command -v btrfs >/dev/null 2>&1 || return 1

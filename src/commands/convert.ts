@@ -27,10 +27,13 @@ export const help: CommandHelp = {
       'without reflinks, keeping holes, preallocation, hard links, symlinks, special files, owners, modes, times, xattrs, ACLs and SELinux labels; ' +
       'the copy is verified entry by entry (SHA-256 of every file read back, metadata compared) and swapped in by two renames ' +
       '(PATH to PATH.nocow-old, the copy to PATH); the old tree is removed last. It needs room for a second copy meanwhile.',
-    'Killed at any point, nothing is lost and running it again finishes or undoes what was left. While it works it holds the lock ' +
-      'every nocow run takes for PATH (flock on the directory holding it). It refuses a PATH holding a file some process has open or mapped, or a loop device is attached to ' +
-      '(stop VMs and databases first), a nested subvolume or mount point, a hard link to outside, too little free space, and a redundant data profile ' +
-      '(raid1, dup…) where +C is wanted unless --force-nocow; system paths (/etc, /usr…) are never converted.',
+    'Killed at any point, nothing is lost and running it again (with the same argument) finishes or undoes what was left. While it works it holds the lock ' +
+      'every nocow run takes for PATH (flock on the directory holding it). It refuses a PATH holding a file some process has open or mapped, or a loop device is attached to, ' +
+      'or a directory that is some process\'s working directory, root or open directory (stop VMs and databases, and leave the directory, first), ' +
+      'anything mounted inside it or a mount showing it elsewhere (through any mount of its file system, bind mounts included), ' +
+      'a nested subvolume, a hard link to outside, too little free space, and a redundant data profile ' +
+      '(raid1, dup…) where +C is wanted unless --force-nocow; system paths (/etc, /usr…) are never converted, under whichever mount they are named. ' +
+      'If a process or a write reaches the old tree after the swap, the swap is undone and the run exits 1.',
     'A PATH a declared target names (--profile, --config; default: libvirt) gets that target\'s nocow and redundancy settings; ' +
       'any other directory gets +C (nocow: true, redundancy: keep-checksums).',
   ],
@@ -80,7 +83,8 @@ export interface TargetReport {
 const exists = (path: string) => lstatSync(path, { throwIfNoEntry: false });
 
 export async function run(args: ConvertArgs, io: Io): Promise<number> {
-  const [{ convertPath }, { lockFor }, { loadDeclaration }, { declaredSubject, joinBase, undeclaredSubject }, { directoryArg, operandPath }] = await Promise.all([
+  const [{ resolveTargets, MigrateError }, { convertPath }, { lockFor }, { loadDeclaration }, { declaredSubject, joinBase, undeclaredSubject }, { directoryArg, operandPath }] = await Promise.all([
+    import('../migrate/migrate.js'),
     import('../convert/convert.js'),
     import('../host/lock.js'),
     import('../declaration/load.js'),
@@ -91,8 +95,19 @@ export async function run(args: ConvertArgs, io: Io): Promise<number> {
   for (const path of args.paths) exactPath('PATH', path);
   const root = await directoryArg('--root', args.root);
   // Every path is checked against the refused system paths, as given and resolved, before any is read.
-  const resolved: string[] = [];
+  let resolved: string[] = [];
   for (const path of args.paths) resolved.push(await operandPath(path, root));
+  try {
+    // Then through every mount of its file system; a missing PATH (an interrupted conversion) is
+    // its parent resolved, the name kept, also through a symlink: the same argument finishes it.
+    resolved = await resolveTargets(resolved);
+  } catch (error) {
+    if (error instanceof MigrateError) {
+      io.err(`nocow: error: ${printable(error.message)}\n`);
+      return 2;
+    }
+    throw error;
+  }
   const problems: string[] = [];
   resolved.forEach((path, i) => {
     const st = exists(path);

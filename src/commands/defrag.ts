@@ -2,9 +2,9 @@
 // src/defrag/defrag.ts); without PATHs, the declared targets whose `defrag` setting wants it.
 import { resolve, posix } from 'node:path';
 import type { Argv } from 'yargs';
-import { printable, size, type Io } from '../io.js';
+import { nameText, printable, size, type Io } from '../io.js';
 import { declarationOptions, exactPath, jsonOption, rootOption, type CommandHelp, type DeclarationArgs } from '../cli-options.js';
-import { UsageError } from '../errors.js';
+import { UsageError, showArg } from '../errors.js';
 import { refusedTarget } from '../facts.js';
 import { DEFAULT_MIN_EXTENTS } from '../defrag/policy.js';
 import type { FileReport, Outcome } from '../defrag/defrag.js';
@@ -26,11 +26,14 @@ export const describe = 'Defragment fragmented copy-on-write files where +C is n
 export const help: CommandHelp = {
   notes: [
     'For files that keep copy-on-write: on a redundant data profile (raid1, dup…) +C is skipped to keep the checksums self-healing needs, ' +
-      'and a target may declare nocow: false. Each regular file (a directory: every one below it, on its file system) with more extents than ' +
-      '--min-extents per GiB of its size (at least that many; extents that compression makes, one per 128 KiB, not counted) is defragmented ' +
-      'with btrfs filesystem defragment, its compression kept, one line each with its extents before and after. Left alone, with the reason: ' +
-      'files whose extents are shared with a reflinked copy or a snapshot (defragmenting would unshare them and take their space again; ' +
-      '--force-shared overrides), files a process has open for writing, and files whose extents are mostly preallocated and never written.',
+      'and a target may declare nocow: false. Each regular file (a directory: every one below it, on its file system) with more written ' +
+      'extents than --min-extents per GiB of its size (at least that many; not counted: the extents compression makes, one per 128 KiB, and ' +
+      'one per stretch of data between preallocated ranges never written or holes, which defragmenting leaves where they are) is defragmented ' +
+      'with btrfs filesystem defragment, its compression kept, one line each with its written extents before and after. Left alone, with the ' +
+      'reason: files whose extents are shared with a reflinked copy or a snapshot (defragmenting would unshare them and take their space again; ' +
+      '--force-shared overrides), files a process has open for writing, and files an earlier run defragmented without bringing them under ' +
+      'the threshold, unchanged since (the xattr user.nocow-kit.defrag records it; setfattr -x user.nocow-kit.defrag FILE tries again). ' +
+      'Every file is defragmented or named with its reason, whatever bytes its name holds (shown escaped: \\xHH for a byte that is not UTF-8).',
     'Without PATH, the declared system-scope targets (--profile, --config; default: libvirt) under --root whose defrag setting wants it: ' +
       'defrag: on; defrag: auto (the default) where the files keep copy-on-write: nocow: false, or nocow: true with redundancy: keep-checksums ' +
       'on a redundant data profile, told at run time. Each other target is skipped with one line saying why. ' +
@@ -43,8 +46,8 @@ export const help: CommandHelp = {
     ['nocow defrag -c nocow.yaml --json', 'Your declaration, the outcome per file as JSON'],
   ],
   exitStatus: [
-    [0, 'done, or nothing to do (every file at or below the threshold, or no target wants it)'],
-    [1, 'some file failed, or was skipped for a reason to look at (shared extents, open for writing, not on Btrfs)'],
+    [0, 'done, or nothing to do; files left alone by design (shared extents, open for writing, no gain) are named, and are no failure'],
+    [1, 'something to look at: a file could not be looked at or defragmented, a directory could not be read, or a PATH is not on Btrfs'],
     [2, 'bad arguments or declaration, a PATH refused or missing (without --ignore-missing), or a target that could not be inspected; nothing is defragmented'],
   ],
 };
@@ -52,9 +55,13 @@ export const help: CommandHelp = {
 // Not `array: true`: an array option would swallow the paths that follow it.
 const repeatable = (value: string | string[]): string[] => (Array.isArray(value) ? value : [value]);
 
-function minExtents(value: number | number[]): number {
-  const n = Array.isArray(value) ? value[value.length - 1]! : value;
-  if (!Number.isInteger(n) || n < 1) throw new UsageError(`--min-extents ${String(n)}: expected a whole number of extents, at least 1`);
+/** --min-extents N: a whole number, at least 1 (the last one given wins). */
+function minExtents(value: string | number | (string | number)[]): number {
+  const given = String(Array.isArray(value) ? value[value.length - 1]! : value);
+  const expected = 'expected a whole number of extents, at least 1';
+  if (!/^\d+$/.test(given)) throw new UsageError(`--min-extents ${showArg(given)}: not a number; ${expected}`);
+  const n = Number(given);
+  if (n < 1 || !Number.isSafeInteger(n)) throw new UsageError(`--min-extents ${given}: ${expected}`);
   return n;
 }
 
@@ -80,8 +87,8 @@ export function builder(yargs: Argv): Argv<DefragArgs> {
       defaultDescription: 'none',
     })
     .option('min-extents', {
-      describe: 'Defragment a file with more extents than this per GiB of its size (at least this many)',
-      type: 'number',
+      describe: 'Defragment a file with more written extents than this per GiB of its size (at least this many)',
+      type: 'string',
       requiresArg: true,
       coerce: minExtents,
       default: DEFAULT_MIN_EXTENTS,
@@ -161,7 +168,7 @@ export async function run(args: DefragArgs, io: Io): Promise<number> {
     places.push(...declared);
   }
 
-  const files: string[] = [];
+  const files: Buffer[] = [];
   let looked = 0;
   for (const place of places) {
     if (!(await onBtrfs(place.location))) {
@@ -177,8 +184,11 @@ export async function run(args: DefragArgs, io: Io): Promise<number> {
     }
     const { lstat } = await import('node:fs/promises');
     const info = await lstat(place.location);
-    if (info.isDirectory()) files.push(...(await filesBelow(place.location)));
-    else if (info.isFile()) files.push(place.location);
+    if (info.isDirectory()) {
+      const below = await filesBelow(place.location);
+      files.push(...below.files);
+      for (const dir of below.unreadable) skip(null, nameText(dir.path), dir.reason, true);
+    } else if (info.isFile()) files.push(Buffer.from(place.location));
     else {
       skip(place.name, place.location, 'not a regular file or directory', true);
       continue;
@@ -196,15 +206,18 @@ export async function run(args: DefragArgs, io: Io): Promise<number> {
     const r = o.report;
     const path = printable(r.path);
     const compressed = r.compression?.algorithm ? `; compressed with ${r.compression.algorithm} (${r.compression.by}${r.compression.option ? `: ${r.compression.option}` : ''})` : '';
-    if (r.result === 'defragmented') say(`${path}: defragmented: extents ${r.extentsBefore} → ${r.extentsAfter ?? '?'} (${size(r.sizeBytes)} in ${r.seconds!.toFixed(1)} s${compressed})`);
-    else if (r.result === 'would-defragment') say(`${path}: would defragment: ${r.extentsBefore} extents, more than ${r.threshold} (${size(r.sizeBytes)}${compressed})`);
+    const unwritten = r.unwrittenExtents ? `; not counting ${plural(r.unwrittenExtents, 'preallocated range')} never written` : '';
+    const still = r.reason ? `; ${printable(r.reason)}` : '';
+    if (r.result === 'defragmented') say(`${path}: defragmented: extents ${r.extentsBefore} → ${r.extentsAfter ?? '?'} (${size(r.sizeBytes)} in ${r.seconds!.toFixed(1)} s${compressed}${unwritten})${still}`);
+    else if (r.result === 'would-defragment') say(`${path}: would defragment: ${r.extentsBefore} extents, more than ${r.threshold} (${size(r.sizeBytes)}${compressed}${unwritten})`);
     else if (r.result === 'no-gain') say(`${path}: left as it is: ${printable(r.reason!)}`);
     else if (r.result === 'skipped') complain(`${path}: skipped: ${printable(r.reason!)}`);
     else if (r.result === 'failed') complain(`${path}: not defragmented: ${printable(r.reason!)}`);
   };
+  const unique = [...new Map(files.map((f) => [f.toString('hex'), f])).values()];
   // The lock every nocow run takes for what it changes (src/host/lock.ts): each place's, while its files are rewritten.
   const lock = args['dry-run'] || files.length === 0 ? undefined : await (await import('../host/lock.js')).lockAll(places.map((p) => p.location), (dir) => io.err(`nocow: waiting for the lock on ${printable(dir)} (another nocow run holds it; at most 5 minutes)\n`));
-  const outcomes = await defragFiles([...new Set(files)], { minExtents: args['min-extents'], forceShared: args['force-shared'], dryRun: args['dry-run'] }, show).finally(() => lock?.release());
+  const outcomes = await defragFiles(unique, { minExtents: args['min-extents'], forceShared: args['force-shared'], dryRun: args['dry-run'] }, show).finally(() => lock?.release());
   if (outcomes.some((o) => o.notable)) status = 1;
   const below = outcomes.filter((o) => o.report.result === 'below-threshold').length;
   if (below > 0) say(`${plural(below, 'file')} at or below the threshold (${args['min-extents']} extents per GiB, at least ${args['min-extents']}): left as ${below === 1 ? 'it is' : 'they are'}`);

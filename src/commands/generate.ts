@@ -2,12 +2,13 @@
 import type { Argv } from 'yargs';
 import { printable, type Io } from '../io.js';
 import { declarationOptions, outputDir, single, type CommandHelp, type DeclarationArgs } from '../cli-options.js';
-import { ARTIFACTS, DEFAULT_ARTIFACTS, type Artifact } from '../plan.js';
+import { ARTIFACTS, DEFAULT_ARTIFACTS, DEFAULT_REPART_DEFINITION, type Artifact } from '../plan.js';
 
 export interface GenerateArgs extends DeclarationArgs {
   artifacts: Artifact[];
   output?: string;
   'kickstart-log'?: string;
+  'repart-definition'?: string;
 }
 
 export const command = 'generate [artifacts..]';
@@ -15,7 +16,7 @@ export const describe = 'Generate RPM, kickstart and tmpfiles.d artifacts from a
 
 export const help: CommandHelp = {
   notes: [
-    'With no ARTIFACT, every one that applies to the declaration (hook and macros only when named); with no --profile and no --config, the declaration is the libvirt profile. ' +
+    'With no ARTIFACT, every one that applies to the declaration (hook, macros, the defrag timers and the image builders\' repart, mkfs, kiwi and boot-unit only when named); with no --profile and no --config, the declaration is the libvirt profile. ' +
       'Without -o, everything goes to stdout, each file introduced by a line "# ==> FILE <==". With -o DIR, the files are written all or none: nothing is replaced unless every one could be written.',
   ],
   examples: [
@@ -25,11 +26,17 @@ export const help: CommandHelp = {
     ['nocow generate tmpfiles user-tmpfiles -p libvirt -p gnome-boxes', 'Two profiles combined, tmpfiles.d snippets only'],
     ['nocow generate macros -o /usr/lib/rpm/macros.d', 'The RPM macro file: specs then write %nocow_posttrans PATH'],
     ['nocow generate kickstart -o ks/ --kickstart-log /root/nocow-post.log', 'Kickstart sections whose output Anaconda logs to the installed system'],
+    ['nocow generate repart -o build/', 'A systemd-repart drop-in for the root partition (docs/image-builders.md)'],
+    ['nocow generate mkfs -p libvirt -o build/', 'build/nocow-mkfs.args, arguments for mkfs.btrfs --rootdir'],
   ],
   exitStatus: [
     [0, 'done'],
     [1, 'a file could not be written (nothing under -o DIR is replaced)'],
-    [2, 'bad arguments or declaration, an artifact the declaration has no target for, or an -o DIR that is not a directory or has a file where a directory is needed'],
+    [
+      2,
+      'bad arguments or declaration, an artifact the declaration has no target for, an image-builder artifact (repart, mkfs, kiwi, boot-unit) for a declaration with a user-scope target or a path that format cannot carry, ' +
+        'or an -o DIR that is not a directory or has a file where a directory is needed',
+    ],
   ],
 };
 
@@ -56,6 +63,12 @@ export function builder(yargs: Argv): Argv<GenerateArgs> {
       type: 'string',
       requiresArg: true,
       coerce: single,
+    })
+    .option('repart-definition', {
+      describe: `repart only: the root partition's definition in repart.d that the drop-in extends (NAME.conf.d/nocow.conf; default ${DEFAULT_REPART_DEFINITION})`,
+      type: 'string',
+      requiresArg: true,
+      coerce: single,
     }) as unknown as Argv<GenerateArgs>;
 }
 
@@ -78,7 +91,11 @@ export async function run(args: GenerateArgs, io: Io): Promise<number> {
   // Planned before the templates are used: an artifact the declaration cannot produce is a
   // usage error (status 2) whatever the state of the installation.
   const kickstartLog = args['kickstart-log'];
-  const plan = planArtifacts(declaration, args.artifacts, await version, kickstartLog === undefined ? {} : { kickstartLog });
+  const repartDefinition = args['repart-definition'];
+  const plan = planArtifacts(declaration, args.artifacts, await version, {
+    ...(kickstartLog === undefined ? {} : { kickstartLog }),
+    ...(repartDefinition === undefined ? {} : { repartDefinition }),
+  });
   const files = renderPlan(plan, await templates);
   if (args.output === undefined) {
     io.out(concatenate(files));

@@ -23,12 +23,13 @@ export const help: CommandHelp = {
     'Each file is copied into a new +C file beside it (.NAME.nocow-migrate; .nocow-CKSUM.nocow-migrate for a long NAME), ' +
       "without reflinks, keeping holes and preallocation, read back from the disk (not the page cache) and compared byte for byte " +
       "with the original's data as it was read, given the original's owner, mode, times " +
-      'and xattrs, then renamed over the original. Killed at any point, the original is intact and a re-run finishes the job. ' +
-      'A file that changes during its copy, or that a process opens meanwhile, keeps its original; the copy is removed. ' +
+      'and xattrs, then renamed over the original, which keeps a second name (.NAME.nocow-original) until it is checked once more. ' +
+      'A file that changes during its copy, or that a process opens meanwhile (up to that last check), keeps its original; the copy is removed. ' +
+      'Killed at any point, nothing is lost and a re-run finishes the job. No mount point inside a PATH is entered. ' +
       'A copy an interrupted run left is removed by the next run over its directory (or file), unless a process has it open. ' +
       'A file that is immutable or append-only (chattr +i, +a), or in a directory that is, is left alone. ' +
       'While it rewrites, it holds the lock every nocow run takes for each PATH (flock on the directory holding it).',
-    'PATHs are resolved (symlinks followed), under --root when given; system paths (/etc, /usr…, as given or resolved) are refused. ' +
+    'PATHs are resolved (symlinks followed), under --root when given; system paths (/etc, /usr…, as given, resolved or through another mount of their file system) are refused. ' +
       'Without PATH, the declared system-scope targets (--profile, --config; default: libvirt) under --root are migrated where nocow status expects +C of their files: ' +
       'on Btrfs, not opted out, nocow: true, and a data profile that is not redundant unless redundancy: force-nocow; each other target is skipped with one line saying why.',
   ],
@@ -99,7 +100,7 @@ export async function run(args: MigrateArgs, io: Io): Promise<number> {
     import('../migrate/migrate.js'),
     import('../inspect/select.js'),
   ]);
-  const opts: MigrateOptions = { force: args.force, forceNocow: args['force-nocow'] };
+  const opts: MigrateOptions = { force: args.force, forceNocow: args['force-nocow'], dryRun: args['dry-run'] };
   // A name that is not UTF-8 reaches us changed (U+FFFD): it would name another file.
   for (const path of args.paths) exactPath('PATH', path);
   if (args.paths.length > 0 && (args.profile.length > 0 || args.config.length > 0)) {

@@ -2,26 +2,39 @@
 //
 //   1. checks (first without the lock, then again holding PATH's lock, src/host/lock.ts, the
 //      shell library's: a refusal takes no lock, as a target in place takes none): on Btrfs, not
-//      a subvolume or mount point, no nested subvolume, no hard link to outside, no name that is
-//      not UTF-8, nothing immutable, no file open or mapped by a process or under a loop device
-//      (by device and inode), room for the copy, and a data profile that keeps no checksums
-//      unless +C is not wanted or --force-nocow
+//      a subvolume or mount point; nothing mounted inside it, no other mount showing it or a
+//      directory inside it, no mount on another path of it — seen through every mount of its
+//      file system (src/host/mounts.ts: a bind mount of the same file system shows no other
+//      device number); no nested subvolume, no hard link to outside, no name that is not UTF-8,
+//      nothing immutable; no file or directory held by a process (open or mapped, its working
+//      directory or root) and no file under a loop device (by device and inode); room for the
+//      copy, and a data profile that keeps no checksums unless +C is not wanted or --force-nocow
 //   2. NEW = temporaryName(PATH, ".nocow-new"), the name the shell library repairs: a new
 //      subvolume beside PATH, marked as a copy of ours (the xattr trusted.nocow-kit.convert), +C
 //      while empty when +C is declared, so every directory and file made in it inherits it
-//   3. copy: directories, regular files by plain reads and writes (never a reflink), holes kept,
-//      a fully allocated file allocated again (fallocate), hard links as hard links; then
+//   3. copy: directories, regular files by migrate's copy engine (src/migrate/copy.ts: plain
+//      reads and writes, never a reflink, the copy written with O_DIRECT; holes skipped by FIEMAP
+//      and kept, preallocation kept), hard links as hard links; then
 //      `cp -a --attributes-only` makes the symlinks, fifos, sockets and devices and gives every
 //      entry its owner, mode, times, xattrs, ACLs and SELinux label; then syncfs (`sync -f`)
 //   4. verify: the copy walked again, every entry against the original: type, mode, owner, size,
-//      mtime, device number, link target, hard links, xattrs, +C, and every file's SHA-256 read
-//      back against the one computed while copying; and PATH unchanged since step 1 (lstat of
-//      every entry: a write moves mtime or ctime, an entry added or removed its directory's)
-//   5. last checks (nothing open, PATH and NEW unchanged), then the swap by two renames:
-//      PATH → OLD = temporaryName(PATH, ".nocow-old"), NEW → PATH; fsync of the parent
-//   6. OLD checked once more (nothing open, unchanged since step 1), then removed by the names
-//      walked (unlink, rmdir: anything added since makes its directory's rmdir fail, and stays);
-//      the mark is taken off PATH last
+//      mtime, device number, link target, hard links, xattrs, +C, and every file's data read
+//      back from the disk (O_DIRECT) against the SHA-256 of what was read from the original;
+//      and PATH unchanged since step 1 (lstat of every entry: a write moves mtime or ctime, an
+//      entry added or removed its directory's)
+//   5. last checks (nothing held, nothing mounted in or of PATH, PATH and NEW unchanged), then
+//      the swap by two renames: PATH → OLD = temporaryName(PATH, ".nocow-old"), NEW → PATH;
+//      fsync of the parent
+//   6. OLD looked at again. A process in it (whoever was inside as the last checks ended went
+//      along with it), a mount in or of it, or any change in it since step 1 means something
+//      reached it: the swap is undone (PATH → NEW, OLD → PATH), the original is back in place
+//      with all it received, NEW is removed as an unfinished copy (or, reached too while it was
+//      PATH, kept with its mark taken off, so that no run removes it), and the run says so in
+//      one line, exit 1. Otherwise OLD is removed by the names walked (unlink, rmdir: anything
+//      added since makes its directory's rmdir fail, and stays), each directory entered by its
+//      one name and found to be the one walked (device and inode) before anything in it is
+//      unlinked: a mount made on it meanwhile is never gone through, OLD is kept. The mark is
+//      taken off PATH last
 //
 // Killed at any point (kill -9, power loss: everything is on disk by step 4), a re-run — holding
 // the lock again — reads the state off the three names and finishes or undoes, losing nothing:
@@ -30,12 +43,15 @@
 //   ------------  ---------------  --------  ----------------------------  --------------------------------------
 //   plain dir     absent           absent    nothing yet, or undone        convert from step 1
 //   plain dir     ours (marked)    absent    killed in steps 2–5, before   remove NEW (only a copy: the originals
-//                                            the first rename              are in PATH), convert from step 1
+//                                            the first rename, or after    are in PATH), convert from step 1
+//                                            a swap back
 //   plain dir     empty, unmarked  absent    the shell library's leftover  rmdir NEW, convert from step 1
 //   plain dir     holds data,      —         not ours                      refused: left alone
 //                 unmarked
 //   absent        ours (marked)    dir       killed between the renames    rename NEW → PATH (NEW was verified
-//                                                                          before the first rename), then as below
+//                                            (of the swap, or of a swap    before the first rename), then as below
+//                                            back: then OLD differs from   (after a swap back: OLD holds what PATH
+//                                            PATH)                         does not, so it is kept; nothing lost)
 //   absent        absent           dir       (not left by convert; the     rename OLD → PATH (as the library),
 //                                            library restores it too)      convert from step 1
 //   subvolume     absent           dir       killed in step 6, before or   verify OLD against PATH again: every
@@ -59,14 +75,10 @@ import {
   mkdirSync,
   openSync,
   readdirSync,
-  readFileSync,
-  readSync,
   renameSync,
   rmdirSync,
   statfsSync,
-  writeSync,
 } from 'node:fs';
-import { createHash } from 'node:crypto';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
@@ -75,9 +87,25 @@ import { reasonOf } from '../errors.js';
 import { size } from '../io.js';
 import { inspect } from '../inspect/inspect.js';
 import type { Subject } from '../inspect/subject.js';
+import { aliasesOf, isMountPoint, mountsInsideAnywhere, mountsOfSource, mountTable, shownPoint } from '../host/mounts.js';
+import {
+  DIRECT_MIN,
+  Mismatch,
+  READ_BACK,
+  ShortRead,
+  WRITE_DIRECT,
+  copyData,
+  planCopy,
+  plannedBytes,
+  verifyCopy as verifyData,
+  writesDirect,
+  type CopyPlan,
+  type Kept,
+} from '../migrate/copy.js';
 import { holders, identity, usersText } from './holders.js';
 import {
   at,
+  failure,
   flagsOf,
   lastChange,
   linkTarget,
@@ -97,7 +125,6 @@ import {
 
 /** On NEW from its creation, on PATH until the old tree is gone: "this subvolume is nocow convert's copy". */
 export const MARKER = 'trusted.nocow-kit.convert';
-const CHUNK = 1024 * 1024;
 // Room for metadata beyond the copy's own blocks: a margin, and some per entry.
 const SPACE_MARGIN = 16 * 1024 * 1024;
 const SPACE_PER_ENTRY = 4096;
@@ -147,11 +174,11 @@ const TOOL_ENV = { LC_ALL: 'C', PATH: `/usr/sbin:/usr/bin:/sbin:/bin${process.en
 
 class Refusal extends Error {}
 
-/** Runs a tool; throws its first line of stderr. */
+/** Runs a tool; throws its first line of stderr, or the signal that ended it. */
 async function run(command: string, args: string[]): Promise<string> {
   const r = await execa(command, args, { reject: false, env: TOOL_ENV, stdin: 'ignore' });
   if ((r as { code?: string }).code === 'ENOENT') throw new Error(`${command} is not installed`);
-  if (r.exitCode !== 0) throw new Error(`${command} failed: ${String(r.stderr).split('\n')[0] || `exit status ${r.exitCode}`}`);
+  if (r.signal || r.exitCode !== 0) throw new Error(failure(command, r));
   return String(r.stdout);
 }
 
@@ -180,71 +207,89 @@ function fsyncDir(path: string): void {
   }
 }
 
-/** A mount point by /proc/self/mountinfo: also a bind mount within one subvolume, which device numbers do not show. */
-function mountedOn(path: string): boolean {
-  const unescape = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-  let info = '';
-  try {
-    info = readFileSync('/proc/self/mountinfo', 'latin1');
-  } catch {
-    return false;
+/**
+ * Why the mounts around the directory PATH forbid copying it and moving it away, in words;
+ * undefined when none do. Seen through every mount of its file system: a bind mount of the same
+ * file system inside it (which device numbers do not show: its files would be copied, then
+ * removed with the old tree), a mount showing it or a directory inside it elsewhere (it would
+ * show the old, removed tree after the swap), a mount on another path of it.
+ */
+function mountsInTheWay(path: string): string | undefined {
+  const table = mountTable();
+  const more = (n: number) => (n > 1 ? ` (and ${n - 1} more)` : '');
+  const inside = mountsInsideAnywhere(path, table);
+  if (inside.length > 0) {
+    return `${shownPoint(inside[0]!)} is a mount point inside it${more(inside.length)}: its files are not this directory's, and a copy cannot keep a mount: unmount it first`;
   }
-  const wanted = Buffer.from(path).toString('latin1');
-  return info.split('\n').some((line) => line.split(' ')[4] !== undefined && unescape(line.split(' ')[4]!) === wanted);
+  const showing = mountsOfSource(path, table);
+  if (showing.length > 0) {
+    return `${shownPoint(showing[0]!)} shows it or a directory inside it (a bind mount)${more(showing.length)}: after the swap it would show the old, removed tree: unmount it first`;
+  }
+  const covered = aliasesOf(path, table).find((alias) => alias !== path && isMountPoint(alias, table));
+  if (covered !== undefined) return `${covered}, another path to it, is a mount point: unmount it first`;
+  return undefined;
 }
-
-const ZERO = Buffer.alloc(CHUNK);
-const isZero = (buffer: Buffer, n: number) => buffer.compare(ZERO, 0, n, 0, n) === 0;
 
 const parentRel = (rel: string) => (rel.includes('/') ? rel.slice(0, rel.lastIndexOf('/')) : '');
 
 /** The first file whose bytes are read, for the first frame of a progress bar. */
 const firstFile = (tree: Tree) => tree.entries.find((e) => e.kind === 'file' && e.linkOf === undefined)?.rel ?? '';
 
-/** Files (each inode once) of a tree, as holders() wants them. */
-const fileKeys = (tree: Tree) => new Set(tree.entries.filter((e) => e.kind === 'file' && e.linkOf === undefined).map((e) => identity(e.st)));
+const holdable = (e: Entry) => e.kind === 'dir' || (e.kind === 'file' && e.linkOf === undefined);
 
-/** "a.img is open by process 12 (qemu)" for the first holder found, and how many more. */
-function inUse(tree: Tree, users: Map<string, string[]>): string | undefined {
+/**
+ * "a.img is open by process 12 (qemu)", "sub is the working directory of process 34 (bash)": the
+ * first file or directory of TREE that a process holds (open, mapped, its working directory or
+ * root; a loop device attached to a file), and how many more; undefined when none is. One scan.
+ */
+function inUse(tree: Tree): string | undefined {
+  const users = holders(new Set(tree.entries.filter(holdable).map((e) => identity(e.st))), { places: true });
   if (users.size === 0) return undefined;
-  const named = tree.entries.filter((e) => e.kind === 'file' && users.has(identity(e.st)));
+  const named = tree.entries.filter((e) => holdable(e) && users.has(identity(e.st)));
   const first = named[0]!;
   const more = named.length > 1 ? ` (and ${named.length - 1} more)` : '';
   return `${shown(first.rel)} is ${usersText(users.get(identity(first.st))!)}${more}`;
 }
 
-/** The copy of one regular file, +C (or not) as its new directory gives it unless `flip` says otherwise; its SHA-256. */
-async function copyFile(src: string, dst: string, e: Entry, flip: boolean | undefined, progress: Progress | undefined): Promise<string> {
-  const input = openToRead(src);
+/** A file's data as copied: what was copied of it, and the SHA-256 of what was read, for the read-back. */
+interface Copied {
+  plan: CopyPlan;
+  kept: Kept;
+}
+
+/**
+ * The copy of one regular file by the engine nocow migrate uses (src/migrate/copy.ts): holes
+ * skipped, preallocation kept, written with O_DIRECT (so that the read-back reads the disk),
+ * large originals read with O_DIRECT; +C (or not) as its new directory gives it unless `flip`
+ * says otherwise.
+ */
+async function copyFile(src: string, dst: string, e: Entry, flip: boolean | undefined, progress: Progress | undefined): Promise<Copied> {
+  const size = Number(e.st.size);
+  const large = size >= DIRECT_MIN;
+  const input = openToRead(src, large ? constants.O_DIRECT : 0);
   let out: number | undefined;
+  let direct: number | undefined;
   try {
     out = openSync(dst, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
     // +C (or its absence) only takes while the file is empty.
     if (flip !== undefined) await run('chattr', [flip ? '+C' : '-C', '--', dst]);
-    const length = Number(e.st.size);
-    // A fully allocated original (preallocated, or written whole) stays fully allocated; a sparse one keeps its holes.
-    const full = length > 0 && Number(e.st.blocks) * 512 >= length;
-    ftruncateSync(out, length);
-    let allocated = false;
-    const hash = createHash('sha256');
-    const buffer = Buffer.alloc(CHUNK);
-    for (let offset = 0; offset < length; ) {
-      const n = readSync(input, buffer, 0, Math.min(CHUNK, length - offset), offset);
-      if (n === 0) throw new Refusal(`${shown(e.rel)} shrank while being copied`);
-      hash.update(buffer.subarray(0, n));
-      if (!isZero(buffer, n)) writeSync(out, buffer, 0, n, offset);
-      else if (full && !allocated) {
-        await run('fallocate', ['-l', String(length), '--', dst]);
-        allocated = true;
-      }
-      offset += n;
-      if (progress) {
-        progress.add(n);
-        await progress.tick();
-      }
-    }
-    return hash.digest('hex');
+    const plan = await planCopy(src, { size, blocks: Number(e.st.blocks) }, dst, out);
+    const writeDirect = writesDirect(size);
+    if (writeDirect) direct = openSync(dst, WRITE_DIRECT);
+    const add = (n: number) => progress?.add(n);
+    const tick = () => progress?.tick() ?? Promise.resolve();
+    // Read back once the whole tree is on the disk (verifyCopy): only its SHA-256 is kept meanwhile.
+    const kept = await copyData(input, direct ?? out, plan, { readDirect: large, writeDirect, keep: 'sha256' }, add, tick);
+    // The last block was written whole.
+    if (writeDirect) ftruncateSync(out, size);
+    // The holes, not read, are copied too as far as the progress bar goes.
+    progress?.add(size - plannedBytes(plan));
+    return { plan, kept: kept! };
+  } catch (error) {
+    if (error instanceof ShortRead) throw new Refusal(`it changed while being copied (${shown(e.rel)} was written to)`);
+    throw error;
   } finally {
+    if (direct !== undefined) closeSync(direct);
     if (out !== undefined) closeSync(out);
     closeSync(input);
   }
@@ -252,13 +297,14 @@ async function copyFile(src: string, dst: string, e: Entry, flip: boolean | unde
 
 /**
  * The copy against the original, entry by entry; the first difference in words, or undefined.
- * `hashes`: the SHA-256 of each file as it was read for the copy.
+ * `copied`: each file's plan and the SHA-256 of what was read for it, which its copy, read back
+ * from the disk with O_DIRECT (past the page cache), must match.
  */
 async function verifyCopy(
   original: Tree,
   copy: Tree,
   originalXattrs: Xattrs,
-  hashes: Map<string, string>,
+  copied: Map<string, Copied>,
   wantC: (rel: string) => boolean,
   progress: Progress | undefined,
 ): Promise<string | undefined> {
@@ -285,8 +331,17 @@ async function verifyCopy(
   for (const e of original.entries) {
     if (e.kind !== 'file' || e.linkOf !== undefined) continue;
     progress?.file(e.rel);
-    const sum = await sha256File(at(copy.root, e.rel), (n) => progress?.add(n), progress && (() => progress.tick()));
-    if (sum !== hashes.get(e.rel)) return `${shown(e.rel)}: the copy does not read back the same bytes`;
+    const { plan, kept } = copied.get(e.rel)!;
+    const check = openSync(at(copy.root, e.rel), READ_BACK);
+    try {
+      await verifyData(check, plan, kept, (n) => progress?.add(n), () => progress?.tick() ?? Promise.resolve());
+    } catch (error) {
+      if (error instanceof Mismatch) return `${shown(e.rel)}: the copy does not read back the same bytes`;
+      throw error;
+    } finally {
+      closeSync(check);
+    }
+    progress?.add(plan.size - plannedBytes(plan));
   }
   return undefined;
 }
@@ -321,10 +376,11 @@ async function oldHeldBy(old: Tree, current: Tree, progress: Progress | undefine
   return undefined;
 }
 
-/** Removes NEW, a copy of ours (or the library's empty leftover): every entry by name, then the subvolume. */
+/** Removes NEW, a copy of ours (or the library's empty leftover): every entry by name, then the subvolume; never through a mount. */
 function removeCopy(path: string): void {
-  const tree = walk(path);
-  removeTree(tree);
+  const mounted = mountsInTheWay(path);
+  if (mounted) throw new Error(mounted);
+  removeTree(walk(path));
 }
 
 /** The walk of PATH once the clock is past its last change (see TIMESTAMP_TICK_NS). */
@@ -435,7 +491,9 @@ async function convertLocked(
     if (o !== 'dir') throw new Refusal(`${O} is in the way (not left by nocow): move it away`);
     return finishOld(P, O, ctx, outcome);
   }
-  if (facts.mountPoint || mountedOn(P)) throw new Refusal('a mount point (a file system or a bind mount is mounted there): convert the directory it comes from');
+  if (facts.mountPoint || isMountPoint(P)) throw new Refusal('a mount point (a file system or a bind mount is mounted there): convert the directory it comes from');
+  const mounted = mountsInTheWay(P);
+  if (mounted) throw new Refusal(mounted);
   if (!facts.btrfsProgs) throw new Refusal('btrfs-progs is not installed: a subvolume cannot be made');
   if (facts.problems.length > 0) throw new Refusal(facts.problems[0]!);
   if (o !== 'missing') {
@@ -471,23 +529,27 @@ async function convertLocked(
       throw new Refusal(`${shown(rel)} is marked for compression (${algorithm}), which +C cannot be set with: chattr -c it first, or declare nocow: false`);
     }
   }
+  // Data written and not yet on the disk (delayed allocation) is not counted out of statfs's free
+  // space until it is written: without this, a tree just written would pass and meet ENOSPC mid-copy.
+  await run('sync', ['-f', '--', P]);
   const fs = statfsSync(dirname(P), { bigint: false });
   const free = fs.bavail * fs.bsize;
   const needed = tree.allocated + SPACE_MARGIN + tree.entries.length * SPACE_PER_ENTRY;
   if (free < needed) throw new Refusal(`not enough free space for the copy (${size(free)} free, ${size(needed)} needed)`);
-  const busy = inUse(tree, holders(fileKeys(tree)));
+  const busy = inUse(tree);
   if (busy) throw new Refusal(`${busy}: stop it first`);
   if (dry) return outcome('would-convert', notes.length > 0 ? notes.join('; ') : null, tree);
 
   // Acting from here. Until the first rename, PATH is untouched: a failure removes NEW and says so.
   const want = (rel: string) => wantC || (flags.get(rel) ?? '').includes('C');
   let step = `creating the subvolume ${N}`;
+  let copy: Tree | undefined;
   try {
     await run('btrfs', ['subvolume', 'create', '--', N]);
     step = `marking ${N}`;
     await run('setfattr', ['-h', '-n', MARKER, '-v', `0x${Buffer.from(P).toString('hex')}`, '--', N]);
     if (want('')) await run('chattr', ['+C', '--', N]);
-    const hashes = new Map<string, string>();
+    const hashes = new Map<string, Copied>();
     ctx.progress?.start('copying', tree.bytes, firstFile(tree));
     for (const e of tree.entries) {
       if (e.rel === '') continue;
@@ -511,15 +573,17 @@ async function convertLocked(
     step = 'syncing the copy to disk';
     await run('sync', ['-f', '--', N]);
     step = 'verifying the copy';
-    const copy = walk(N);
+    copy = walk(N);
     const difference = await verifyCopy(tree, copy, xattrs, hashes, want, ctx.progress);
     if (difference) throw new Error(`the copy is not the same (${difference})`);
     const changed = treeChange(tree);
     if (changed) throw new Refusal(`it changed while being copied (${changed})`);
     // The last checks, then at once the renames.
     step = 'the last checks';
-    const held = inUse(tree, holders(fileKeys(tree)));
-    if (held) throw new Refusal(`${held}`);
+    const held = inUse(tree);
+    if (held) throw new Refusal(`${held}: stop it first`);
+    const mountedNow = mountsInTheWay(P);
+    if (mountedNow) throw new Refusal(mountedNow);
     const changedNow = treeChange(tree) ?? treeChange(copy);
     if (changedNow) throw new Refusal(`it changed while being copied (${changedNow})`);
     step = `renaming ${P} to ${O}`;
@@ -553,32 +617,82 @@ async function convertLocked(
   fsyncDir(dirname(P));
   ctx.progress?.stop();
 
-  // Swapped: OLD is removed only if nothing holds it and nothing changed in it since the walk.
+  // Swapped. A process that was in the tree as the last checks ended (its working directory or
+  // root, a file or directory open) went along with it to OLD, and what it writes lands there; so
+  // does a write through such a one, or a mount made on it. Any of these, seen now or as a change
+  // since the walk, and the original goes back in place rather than be stranded or removed.
   const old: Tree = { ...tree, root: O };
-  const kept = (why: string) => outcome('converted', `the old directory ${O} is kept: ${why}; nocow convert ${P} removes it once it matches ${P}`, tree);
-  const heldOld = inUse(old, holders(fileKeys(old)));
-  if (heldOld) return kept(heldOld);
-  const changedOld = treeChange(old, { ignoreRootCtime: true });
-  if (changedOld) return kept(`${changedOld} after the swap`);
+  const reached = inUse(old) ?? mountsInTheWay(O) ?? treeChange(old, { ignoreRootCtime: true });
+  if (reached !== undefined) return swapBack(P, N, O, { ...copy!, root: P }, `${reached} after the swap`, tree, outcome);
   try {
     removeTree(old);
   } catch (error) {
-    return kept(`removing it: ${reasonOf(error)}`);
+    return outcome('converted', `the old directory ${O} is kept: removing it: ${reasonOf(error)}; nocow convert ${P} removes it once it matches ${P}`, tree);
   }
   fsyncDir(dirname(P));
   await unmark(P);
   return outcome('converted', null, tree);
 }
 
+/**
+ * After the swap something reached OLD (WHY): the swap undone by two renames (PATH → NEW, OLD →
+ * PATH), the original back in place with all it received since; then NEW, the copy, is removed
+ * as an unfinished copy — unless it too was reached while it was PATH: then it is kept, its mark
+ * taken off so that no run removes it.
+ */
+async function swapBack(
+  P: string,
+  N: string,
+  O: string,
+  copy: Tree,
+  why: string,
+  tree: Tree,
+  outcome: (result: Result, reason: string | null, tree?: Tree) => Outcome,
+): Promise<Outcome> {
+  try {
+    renameSync(P, N);
+  } catch (error) {
+    return outcome('converted', `the old directory ${O} is kept: ${why}, and swapping back failed (renaming ${P} to ${N}: ${reasonOf(error)}); look at it`, tree);
+  }
+  try {
+    renameSync(O, P);
+  } catch (error) {
+    const failed = `${why}, and swapping back failed (renaming ${O} to ${P}: ${reasonOf(error)})`;
+    try {
+      renameSync(N, P);
+      return outcome('converted', `the old directory ${O} is kept: ${failed}; look at it`, tree);
+    } catch {
+      return outcome('failed', `${failed}; the original is ${O}, its copy ${N}: look at both`, tree);
+    }
+  }
+  fsyncDir(dirname(P));
+  const swapped = `${why}: swapped back, ${P} is the original again with all it received`;
+  const asNew: Tree = { ...copy, root: N };
+  const reachedCopy = inUse(asNew) ?? mountsInTheWay(N) ?? treeChange(asNew, { ignoreRootCtime: true });
+  if (reachedCopy !== undefined) {
+    await unmark(N);
+    return outcome('refused', `${swapped}; the copy ${N} is kept, unmarked: ${reachedCopy} while it was ${P}; look at it`, tree);
+  }
+  try {
+    removeTree(asNew);
+    fsyncDir(dirname(P));
+  } catch (error) {
+    return outcome('refused', `${swapped}; the copy ${N} is left (${reasonOf(error)}): a re-run removes it`, tree);
+  }
+  return outcome('refused', `${swapped}; the copy is removed`, tree);
+}
+
 /** PATH is a subvolume and OLD is left: check that PATH holds all of OLD, then remove OLD and the mark. */
 async function finishOld(P: string, O: string, ctx: ConvertContext, outcome: (result: Result, reason: string | null, tree?: Tree) => Outcome): Promise<Outcome> {
   if (ctx.dryRun) return outcome('would-convert', `would finish an interrupted conversion: check ${O} against ${P}, then remove ${O}`);
+  const mounted = mountsInTheWay(O);
+  if (mounted) throw new Refusal(`${O}, left by an interrupted conversion, is kept: ${mounted}`);
   const old = walk(O);
   const current = walk(P);
   const difference = await oldHeldBy(old, current, ctx.progress);
   ctx.progress?.stop();
   if (difference) throw new Refusal(`${O}, left by an interrupted conversion, holds what ${P} does not (${difference}): kept; look at it`);
-  const busy = inUse(old, holders(fileKeys(old)));
+  const busy = inUse(old);
   if (busy) throw new Refusal(`${O}, left by an interrupted conversion, is in use (${busy}): kept`);
   removeTree(old);
   fsyncDir(dirname(P));

@@ -136,6 +136,14 @@ function batches(items: string[]): string[][] {
   return out;
 }
 
+/**
+ * Why a program execa ran did not end well: "CMD was killed by SIGKILL" (killed, it has no exit
+ * status, and whatever it said before is not why it ended), else "CMD failed: " and its first
+ * line of stderr, or its exit status.
+ */
+export const failure = (command: string, r: { signal?: string; exitCode?: number; stderr: unknown }): string =>
+  r.signal ? `${command} was killed by ${r.signal}` : `${command} failed: ${String(r.stderr).split('\n')[0] || `exit status ${r.exitCode}`}`;
+
 const TOOL_ENV = { LC_ALL: 'C', PATH: `/usr/sbin:/usr/bin:/sbin:/bin${process.env.PATH ? `:${process.env.PATH}` : ''}` };
 
 /**
@@ -160,7 +168,7 @@ export async function flagsOf(tree: Tree): Promise<Map<string, string>> {
       pos = space + 1 + line.length;
     });
     const missing = batch.find((rel) => !flags.has(rel));
-    if (missing !== undefined) throw new Error(`cannot read the attributes of ${shown(missing)}: ${String(r.stderr).split('\n')[0] || 'lsattr failed'}`);
+    if (missing !== undefined) throw new Error(`cannot read the attributes of ${shown(missing)}: ${failure('lsattr', r)}`);
   }
   return flags;
 }
@@ -194,7 +202,7 @@ export async function xattrsOf(root: string): Promise<Xattrs> {
     maxBuffer: 1024 * 1024 * 1024,
   });
   if ((r as { code?: string }).code === 'ENOENT') throw new Error('getfattr (attr) is not installed');
-  if (r.exitCode !== 0) throw new Error(`cannot read the xattrs below ${root}: ${String(r.stderr).split('\n')[0] || 'getfattr failed'}`);
+  if (r.exitCode !== 0) throw new Error(`cannot read the xattrs below ${root}: ${failure('getfattr', r)}`);
   const all: Xattrs = new Map();
   let current: Map<string, string> | undefined;
   for (const line of String(r.stdout).split('\n')) {
@@ -226,13 +234,16 @@ export function xattrDifference(a: Map<string, string> | undefined, b: Map<strin
 
 const CHUNK = 1024 * 1024;
 
-/** Opens a file to read without following a symlink and without touching its atime (root may; others fall back). */
-export function openToRead(path: string): number {
+/**
+ * Opens a file to read without following a symlink and without touching its atime (root may;
+ * others fall back); FLAGS added (O_DIRECT).
+ */
+export function openToRead(path: string, flags = 0): number {
   try {
-    return openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NOATIME);
+    return openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NOATIME | flags);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EPERM') throw error;
-    return openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+    return openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | flags);
   }
 }
 
@@ -298,15 +309,54 @@ export const linkTarget = (root: string, rel: string): Buffer => readlinkSync(at
 
 /**
  * Removes the tree's entries, by the names walked, deepest first: files by unlink, directories by
- * rmdir, so an entry added since the walk makes its directory's rmdir fail and is kept.
+ * rmdir, so an entry added since the walk makes its directory's rmdir fail and is kept. Each
+ * directory is entered (chdir) by its one name from its parent, and must be the directory walked
+ * (device and inode) before anything in it is unlinked: a mount that appeared on it or above it
+ * since the walk is never gone through (unlink and rmdir refuse a mount point itself).
  * `removed` counts what is gone (for a progress bar).
  */
 export function removeTree(tree: Tree, removed: () => void = () => {}): void {
-  for (let i = tree.entries.length - 1; i >= 0; i--) {
-    const e = tree.entries[i]!;
-    const path = at(tree.root, e.rel);
-    if (e.kind === 'dir') rmdirSync(path);
-    else unlinkSync(path);
-    removed();
+  const children = new Map<string, Entry[]>();
+  for (const e of tree.entries) {
+    if (e.rel === '') continue;
+    const parent = e.rel.includes('/') ? e.rel.slice(0, e.rel.lastIndexOf('/')) : '';
+    const siblings = children.get(parent);
+    if (siblings) siblings.push(e);
+    else children.set(parent, [e]);
   }
+  const enter = (path: string, dir: Entry) => {
+    process.chdir(path);
+    const here = lstatSync('.', { bigint: true });
+    if (here.dev !== dir.st.dev || here.ino !== dir.st.ino) throw new Error(`${shown(dir.rel)} is not the directory walked (a mount on it, or above it?): nothing in it removed`);
+  };
+  const empty = (dir: Entry) => {
+    for (const e of [...(children.get(dir.rel) ?? [])].reverse()) {
+      const name = e.rel.slice(e.rel.lastIndexOf('/') + 1);
+      if (e.kind === 'dir') {
+        enter(name, e);
+        empty(e);
+        enter('..', dir);
+        rmdirSync(name);
+      } else unlinkSync(name);
+      removed();
+    }
+  };
+  let home = '/';
+  try {
+    home = process.cwd();
+  } catch {
+    // Our working directory was removed: / it is.
+  }
+  try {
+    enter(tree.root, tree.entries[0]!);
+    empty(tree.entries[0]!);
+  } finally {
+    try {
+      process.chdir(home);
+    } catch {
+      process.chdir('/');
+    }
+  }
+  rmdirSync(tree.root);
+  removed();
 }

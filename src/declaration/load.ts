@@ -2,6 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import { BUILTIN_PROFILES, DEFAULT_PROFILE } from './profiles.js';
 import type { Declaration, Target } from './types.js';
+import { firstInvalidUtf8 } from '../io.js';
 
 // zod, yaml and the validation code that needs them cost ~80 ms to import; `--help`
 // only needs describeProfiles(), so they are imported when a declaration is loaded, and
@@ -59,38 +60,7 @@ async function parseYaml(file: string, text: string): Promise<Parsed> {
   return { problem: `${file}${where}: YAML syntax error: ${reason}` };
 }
 
-/** Where the first byte sequence that is not UTF-8 starts (RFC 3629, as TextDecoder reads it), or -1. */
-export function firstInvalidUtf8(bytes: Uint8Array): number {
-  let i = 0;
-  while (i < bytes.length) {
-    const b = bytes[i]!;
-    if (b < 0x80) {
-      i += 1;
-      continue;
-    }
-    // The lead byte fixes the length and the range of the first continuation byte
-    // (which rules out overlong forms, surrogates and code points above U+10FFFF).
-    let length: number;
-    let low = 0x80;
-    let high = 0xbf;
-    if (b >= 0xc2 && b <= 0xdf) length = 2;
-    else if (b >= 0xe0 && b <= 0xef) {
-      length = 3;
-      if (b === 0xe0) low = 0xa0;
-      if (b === 0xed) high = 0x9f;
-    } else if (b >= 0xf0 && b <= 0xf4) {
-      length = 4;
-      if (b === 0xf0) low = 0x90;
-      if (b === 0xf4) high = 0x8f;
-    } else return i;
-    for (let k = 1; k < length; k += 1) {
-      const c = bytes[i + k];
-      if (c === undefined || c < (k === 1 ? low : 0x80) || c > (k === 1 ? high : 0xbf)) return i;
-    }
-    i += length;
-  }
-  return -1;
-}
+export { firstInvalidUtf8 };
 
 type FieldKey = string | number;
 

@@ -39,3 +39,21 @@ export const BUILTIN_PROFILES: Readonly<Record<string, TargetSpec>> = {
   // The Flatpak keeps its data under ~/.var/app; a separate profile, so hosts without it get no stray directory.
   'gnome-boxes-flatpak': profile('gnome-boxes-flatpak', '~/.var/app/org.gnome.Boxes/data/gnome-boxes/images', '0755', '-', 'user'),
 };
+
+/**
+ * The services that use each built-in profile's directory: nocow-apply.service (the boot-unit
+ * artifact) runs before them, so a service never starts on a directory still to be converted.
+ */
+export const PROFILE_SERVICES: Readonly<Record<string, readonly string[]>> = {
+  libvirt: ['libvirtd.service'],
+  machines: ['systemd-machined.service'],
+  mariadb: ['mariadb.service'],
+  postgresql: ['postgresql.service'],
+};
+
+/** The services that use PATH: those of the built-in profiles declaring that very path, whatever declared it here. */
+export function servicesUsing(path: string): string[] {
+  return Object.entries(PROFILE_SERVICES)
+    .filter(([profile]) => BUILTIN_PROFILES[profile]?.path === path)
+    .flatMap(([, services]) => services);
+}

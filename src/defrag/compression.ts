@@ -10,9 +10,9 @@
 // property and no compress option (compressed under an earlier mount option, or by defragment -c),
 // or btrfs has marked the file incompressible (lsattr `m`: after a write that did not compress,
 // mount -o compress stops trying) while some of it is compressed.
-import { readFile } from 'node:fs/promises';
 import { execa } from 'execa';
-import { TOOL_ENV } from './extents.js';
+import { byName, fdPath, runOn, TOOL_ENV, type OpenFile } from '../host/files.js';
+import { mountOf, type Mount } from '../host/mounts.js';
 
 export interface CompressionChoice {
   /** The algorithm the rewritten file is compressed with; null: stored uncompressed. */
@@ -23,23 +23,19 @@ export interface CompressionChoice {
   flag: string | null;
 }
 
-/** compress=ALG[:LEVEL] or compress-force=ALG[:LEVEL] (plain `compress` is zlib) of the btrfs mount holding PATH. */
-export async function mountCompression(path: string): Promise<{ option: string; algorithm: string; force: boolean } | null> {
-  const mounts = await readFile('/proc/self/mounts', 'utf8').catch(() => '');
-  let best = '';
-  let found: { option: string; algorithm: string; force: boolean } | null = null;
-  for (const line of mounts.split('\n')) {
-    const [, rawPoint, type, options] = line.split(' ');
-    if (rawPoint === undefined || type === undefined || options === undefined) continue;
-    const point = rawPoint.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-    const within = point === '/' || path === point || path.startsWith(`${point}/`);
-    if (!within || point.length < best.length) continue;
-    best = point;
-    const option = type === 'btrfs' ? options.split(',').find((o) => /^compress(-force)?(=|$)/.test(o)) : undefined;
-    const algorithm = option?.split('=')[1]?.split(':')[0] || 'zlib';
-    found = option === undefined || algorithm === 'no' || algorithm === 'none' ? null : { option, algorithm, force: option.startsWith('compress-force') };
-  }
-  return found;
+export type MountCompression = { option: string; algorithm: string; force: boolean } | null;
+
+/**
+ * compress=ALG[:LEVEL] or compress-force=ALG[:LEVEL] (plain `compress` is zlib) of the Btrfs mount
+ * FILE lies on (MOUNTS: the table, read once for many files).
+ */
+export function mountCompression(file: OpenFile, mounts: Mount[]): MountCompression {
+  const mount = mountOf(file.path, mounts);
+  if (mount === undefined || mount.fstype !== 'btrfs') return null;
+  // Btrfs lists it among the super block's options (mountinfo's last field).
+  const option = [...mount.options.split(','), ...mount.superOptions.split(',')].find((o) => /^compress(-force)?(=|$)/.test(o));
+  const algorithm = option?.split('=')[1]?.split(':')[0] || 'zlib';
+  return option === undefined || algorithm === 'no' || algorithm === 'none' ? null : { option, algorithm, force: option.startsWith('compress-force') };
 }
 
 async function run(command: string, args: string[]): Promise<string | undefined> {
@@ -48,34 +44,35 @@ async function run(command: string, args: string[]): Promise<string | undefined>
 }
 
 /** The file's `compression` property (set by btrfs property set, or chattr +c); null when none. */
-async function property(path: string): Promise<string | null> {
-  return /^compression=(\S+)/m.exec((await run('btrfs', ['property', 'get', '--', path, 'compression'])) ?? '')?.[1] ?? null;
+async function property(file: OpenFile): Promise<string | null> {
+  const r = await runOn([file], 'btrfs', ['property', 'get', '--', fdPath(0), 'compression']);
+  return r.exitCode === 0 ? (/^compression=(\S+)/m.exec(r.stdout)?.[1] ?? null) : null;
 }
 
 /** lsattr's `m` (no-compress: btrfs gave up compressing the file). */
-async function markedIncompressible(path: string): Promise<boolean> {
-  const out = await run('lsattr', ['-d', '--', path]);
+async function markedIncompressible(file: OpenFile): Promise<boolean> {
+  const out = await run(...byName(file.path, 'lsattr', '-d', '--'));
   return out?.split(' ', 1)[0]?.includes('m') ?? false;
 }
 
 /** The algorithm most of the file's compressed bytes use, as compsize (btrfs-compsize) tells; null without it. */
-async function compsizeAlgorithm(path: string): Promise<string | null> {
-  const out = await run('compsize', ['--', path]);
+async function compsizeAlgorithm(file: OpenFile): Promise<string | null> {
+  const out = await run(...byName(file.path, 'compsize', '--'));
   // "Type       Perc     Disk Usage   Uncompressed Referenced", then TOTAL and one row per type.
   const rows = (out ?? '').split('\n').map((l) => l.trim().split(/\s+/)).filter((r) => r[0] && !['Processed', 'Type', 'TOTAL', 'none', 'prealloc'].includes(r[0]));
   return rows[0]?.[0] ?? null;
 }
 
 /** What the rewrite of PATH should be compressed with; `compressed`: some of its extents are now. */
-export async function chooseCompression(path: string, compressed: boolean, mount: Awaited<ReturnType<typeof mountCompression>>): Promise<CompressionChoice> {
-  const prop = await property(path);
+export async function chooseCompression(file: OpenFile, compressed: boolean, mount: MountCompression): Promise<CompressionChoice> {
+  const prop = await property(file);
   if (prop !== null) return { algorithm: prop, by: `property compression=${prop}`, flag: null };
-  if (mount !== null && (mount.force || !compressed || !(await markedIncompressible(path)))) {
+  if (mount !== null && (mount.force || !compressed || !(await markedIncompressible(file)))) {
     return { algorithm: mount.algorithm, by: `mount option ${mount.option}`, flag: null };
   }
   if (!compressed) return { algorithm: null, by: null, flag: null };
   if (mount !== null) return { algorithm: mount.algorithm, by: `mount option ${mount.option}, although marked incompressible`, flag: `-c${mount.algorithm}` };
-  const found = await compsizeAlgorithm(path);
+  const found = await compsizeAlgorithm(file);
   const algorithm = found ?? 'zstd';
   return { algorithm, by: found ? 'its compressed extents (compsize)' : 'its compressed extents (algorithm unknown without compsize)', flag: `-c${algorithm}` };
 }

@@ -23,7 +23,7 @@ function attempt<T>(read: () => T, otherwise: T): T {
   }
 }
 
-const statOf = (link: string) => attempt<BigIntStats | undefined>(() => statSync(link, { bigint: true }), undefined);
+const statOf = (link: string | Buffer) => attempt<BigIntStats | undefined>(() => statSync(link, { bigint: true }), undefined);
 
 /** "process 123 (qemu-system-x86)" */
 function processName(pid: string): string {
@@ -71,8 +71,10 @@ export function writers(wanted: Set<string>): Map<string, string[]> {
   // A loop device writes into its backing file with no process holding it.
   for (const device of attempt(() => readdirSync('/sys/block'), [] as string[])) {
     if (!device.startsWith('loop')) continue;
-    const backing = attempt(() => readFileSync(`/sys/block/${device}/loop/backing_file`, 'utf8'), '').replace(/\n$/, '');
-    if (!backing.startsWith('/') || backing.endsWith(' (deleted)')) continue;
+    // As bytes: the backing file's name need not be UTF-8.
+    const raw = attempt(() => readFileSync(`/sys/block/${device}/loop/backing_file`), Buffer.alloc(0));
+    const backing = raw.subarray(0, raw.at(-1) === 0x0a ? -1 : undefined);
+    if (backing[0] !== 0x2f || backing.toString('latin1').endsWith(' (deleted)')) continue;
     if (attempt(() => readFileSync(`/sys/block/${device}/ro`, 'utf8'), '0').trim() === '1') continue;
     const info = statOf(backing);
     if (info) note(identity(info), `/dev/${device}`);

@@ -99,7 +99,8 @@ async function lockDirectory(dir: string, waiting: (dir: string) => void): Promi
   }
   if (r.exitCode !== 0) {
     closeSync(fd);
-    const why = r.stderr.split('\n')[0];
+    // Killed, flock has no exit status: not a wait that ran out.
+    const why = r.signal ? `flock was killed by ${r.signal}` : r.stderr.split('\n')[0];
     throw new LockError(why ? `cannot lock ${dir}: ${why}` : `another nocow run has held ${dir} for 5 minutes`);
   }
   let held = true;
@@ -114,13 +115,13 @@ async function lockDirectory(dir: string, waiting: (dir: string) => void): Promi
 }
 
 /** `flock ARGS… 3`, its descriptor 3 being FD: the lock is taken on our open file, and stays with it. */
-function flock(args: string[], fd: number): Promise<{ exitCode: number | null; stderr: string; missing: boolean }> {
+function flock(args: string[], fd: number): Promise<{ exitCode: number | null; signal: NodeJS.Signals | null; stderr: string; missing: boolean }> {
   return new Promise((resolve) => {
     const child = spawn('flock', [...args, '3'], { stdio: ['ignore', 'ignore', 'pipe', fd], env: { ...process.env, ...TOOL_ENV } });
     let stderr = '';
     child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('error', (error: NodeJS.ErrnoException) => resolve({ exitCode: null, stderr: error.message, missing: error.code === 'ENOENT' }));
-    child.on('close', (exitCode) => resolve({ exitCode, stderr, missing: false }));
+    child.on('error', (error: NodeJS.ErrnoException) => resolve({ exitCode: null, signal: null, stderr: error.message, missing: error.code === 'ENOENT' }));
+    child.on('close', (exitCode, signal) => resolve({ exitCode, signal, stderr, missing: false }));
   });
 }
 

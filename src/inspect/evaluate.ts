@@ -86,6 +86,18 @@ function leftoverFix(s: Subject, f: Facts, l: Leftover): string {
   return lookAtIt;
 }
 
+/**
+ * Why the tmpfiles.d snippet will not, or did not, make the target a subvolume: its `v` line makes a
+ * plain directory where the root is not a Btrfs subvolume (image mode: bootc, ostree, composefs).
+ */
+function tmpfilesPlainNote(s: Subject, f: Facts, subvolumeExpected: boolean): string | null {
+  if (!subvolumeExpected || f.rootSubvolume !== false || (f.exists && f.subvolume !== false)) return null;
+  return (
+    `systemd-tmpfiles' v line makes a plain directory here, not a subvolume: ${s.base} is not a Btrfs subvolume (image mode: bootc, ostree, composefs); ` +
+    'nocow apply, or nocow-apply.service at boot (nocow generate boot-unit), makes an empty one a subvolume'
+  );
+}
+
 function optOutNote(f: Facts): string | null {
   if (!f.optOut) return null;
   return f.optOut.by === 'env' ? 'opted out by NOCOW_DISABLE=1' : `opted out by the masked ${f.optOut.file}`;
@@ -119,8 +131,11 @@ export function judge(s: Subject, f: Facts): Judgement {
       return h ? ` (${h})` : '';
     };
     for (const leftover of f.leftovers) deviations.push(`${leftoverWords(leftover)} (${leftoverFix(s, f, leftover)})`);
-    if (!f.exists) deviations.push(`missing${hint('nocow apply creates it', 'user tmpfiles.d creates it at the next login')}`);
-    else if (!f.directory) deviations.push(`exists and is not a directory${hint('nocow apply leaves it alone')}`);
+    if (!f.exists) {
+      deviations.push(`missing${hint('nocow apply creates it', 'user tmpfiles.d creates it at the next login')}`);
+      const tmpfiles = tmpfilesPlainNote(s, f, expected.subvolume);
+      if (tmpfiles) notes.push(tmpfiles);
+    } else if (!f.directory) deviations.push(`exists and is not a directory${hint('nocow apply leaves it alone')}`);
     else {
       if (expected.subvolume && f.subvolume === false) {
         deviations.push(
@@ -131,6 +146,8 @@ export function judge(s: Subject, f: Facts): Judgement {
               : `not a subvolume, and not empty${hint(`${convertCommand(f.location ?? s.path)} makes it one; nocow apply never moves data`, `${convertCommand(f.location ?? s.path)} makes it one`)}`,
         );
       }
+      const tmpfiles = tmpfilesPlainNote(s, f, expected.subvolume);
+      if (tmpfiles) notes.push(tmpfiles);
       const compression = compressionWords(f, f.location ?? s.path);
       if (expected.nocow && compression.note) notes.push(compression.note);
       if (expected.nocow && f.nocow === false) {

@@ -5,6 +5,7 @@ import type { spawn as Spawn } from 'node:child_process';
 import { lstat, opendir, readdir, stat, statfs } from 'node:fs/promises';
 import { StringDecoder } from 'node:string_decoder';
 import { CONVERT_MARKER, TEMP_SUFFIX, frozenBy, isFileTemporary, temporaryName } from '../facts.js';
+import { mountsInside } from '../host/mounts.js';
 import { joinBase, relativePath, type Subject } from './subject.js';
 
 export interface CowFile {
@@ -60,6 +61,12 @@ export interface Facts {
    * mount (files with +C are stored uncompressed). Empty when none, or not looked for.
    */
   compression?: Compression[];
+  /**
+   * Whether the root the target is under is a Btrfs subvolume, as systemd-tmpfiles tells it before
+   * a `v` line (Btrfs, inode 256): where it is not, `v` makes a plain directory. null: not asked
+   * (user scope, or the target is not on Btrfs).
+   */
+  rootSubvolume?: boolean | null;
   /** Lower case ("single", "dup", "raid1"…); null off Btrfs or without btrfs-progs. */
   dataProfile: string | null;
   btrfsProgs: boolean;
@@ -68,7 +75,7 @@ export interface Facts {
   leftovers: Leftover[];
   /** What froze the directory (immutable, append-only), in words: nocow apply leaves it alone; null when nothing did. */
   frozen?: string | null;
-  /** Regular files inside (same file system) without +C; null when not looked for. */
+  /** Regular files inside (same file system, no mount point entered) without +C; null when not looked for. */
   cowFiles: CowFile[] | null;
   /** What could not be probed, one line each. */
   problems: string[];
@@ -129,7 +136,8 @@ async function tool(command: string, args: string[], opts: { cwd?: string; onStd
         : signal !== null
           ? `${command} was killed by ${signal}`
           : `${command} failed with exit status ${code}`;
-      const error = err.toString('utf8').split('\n')[0] || (missing ? `${command}: not installed` : reason);
+      // Killed, it has no exit status, and whatever it said before is not why it ended.
+      const error = (signal === null && err.toString('utf8').split('\n')[0]) || (missing ? `${command}: not installed` : reason);
       resolve({ ok: spawnError === undefined && code === 0, missing, stdout: Buffer.concat(out).toString('utf8'), error });
     });
   });
@@ -139,8 +147,9 @@ async function tool(command: string, args: string[], opts: { cwd?: string; onStd
  * The names `stat -f -c %T` (coreutils) gives the statfs(2) magic numbers met most; the shell
  * library asks stat, which reads the same number. Any other file system: stat itself names it.
  */
+const BTRFS_MAGIC = 0x9123683e;
 const FS_NAMES: ReadonlyMap<number, string> = new Map([
-  [0x9123683e, 'btrfs'],
+  [BTRFS_MAGIC, 'btrfs'],
   [0xef53, 'ext2/ext3'],
   [0x58465342, 'xfs'],
   [0x01021994, 'tmpfs'],
@@ -229,6 +238,13 @@ async function dataProfile(path: string): Promise<{ profile: string | null; prog
   const m = /^[^,\n]*, ([^:\n]+):/.exec(df.stdout);
   if (!df.ok || !m) return { profile: null, progs: true, problem: `cannot read the data profile of ${path}: ${df.error}` };
   return { profile: m[1]!.toLowerCase(), progs: true };
+}
+
+/** systemd's btrfs_is_subvol(): a directory on Btrfs whose inode is 256, told without a process. */
+async function mightBeSubvolume(path: string): Promise<boolean | null> {
+  const [fs, st] = await Promise.all([statfs(path).catch(() => undefined), stat(path).catch(() => undefined)]);
+  if (fs === undefined || st === undefined) return null;
+  return (fs.type >>> 0) === BTRFS_MAGIC && st.isDirectory() && st.ino === 256;
 }
 
 /** Inode 256 is a subvolume's root on Btrfs; btrfs subvolume show confirms it where it can. */
@@ -357,7 +373,30 @@ function batcher<T>(name: (item: T) => string, run: (items: T[], names: string[]
 }
 
 /**
- * The regular files inside DIR (same file system) without +C, with their sizes and extent counts; the
+ * A find(1) -path pattern that matches the path POINT (bytes) and nothing else, as find reads
+ * it with LC_ALL=C: every character escaped; a byte that is not part of a UTF-8 character (an
+ * argument cannot carry it) matched by `?`, one byte.
+ */
+export function findPathPattern(point: Buffer): string {
+  let pattern = '';
+  for (let i = 0; i < point.length; ) {
+    const lead = point[i]!;
+    const length = lead < 0x80 ? 1 : lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 1;
+    const piece = point.subarray(i, i + length);
+    const text = piece.toString('utf8');
+    if (piece.length === length && [...text].length === 1 && Buffer.from(text).equals(piece)) {
+      pattern += `\\${text}`;
+      i += length;
+    } else {
+      pattern += '?';
+      i += 1;
+    }
+  }
+  return pattern;
+}
+
+/**
+ * The regular files inside DIR (same file system, no mount point entered) without +C, with their sizes and extent counts; the
  * copies an interrupted nocow migrate left go to LEFTOVERS instead.
  * find's list is read as it comes and handed to lsattr in batches, the files it finds without +C
  * to filefrag likewise: a file with +C is forgotten once its batch is read, and names are passed
@@ -401,9 +440,11 @@ async function cowFiles(dir: string, extents: boolean, problems: string[], lefto
       }
     },
   );
-  // -xdev as in the shell library: a nested subvolume or mount is another target's business.
+  // As in the shell library: -xdev, and no mount point entered (a bind mount of the same file
+  // system, which -xdev does not see, brings in files that are not DIR's).
+  const prune = mountsInside(dir).flatMap((m) => ['-path', findPathPattern(m.point), '-prune', '-o']);
   let rest = '';
-  const found = await tool('find', [dir, '-xdev', '-type', 'f', '-printf', '%s %P\\0'], {
+  const found = await tool('find', [dir, '-xdev', ...prune, '-type', 'f', '-printf', '%s %P\\0'], {
     onStdout(text) {
       const entries = (rest + text).split('\0');
       rest = entries.pop()!;
@@ -492,6 +533,7 @@ export async function inspect(subject: Subject, opts: InspectOptions): Promise<F
     if (leftover) facts.leftovers.push(leftover);
   }
   if (facts.fstype !== 'btrfs') return facts;
+  if (subject.scope === 'system') facts.rootSubvolume = await mightBeSubvolume(subject.base);
 
   // btrfs filesystem df wants a directory: the nearest one, when the path is a file.
   const profile = dataProfile(await nearestDirectory(ancestor));

@@ -2,31 +2,60 @@
 // leaves the original intact and a re-run finishes the job, and no write to the original is
 // ever lost. Files go in batches (one large file alone; small ones up to BATCH_FILES or
 // BATCH_BYTES together), so that what costs a process or a pass over /proc is paid per batch:
-//   1. a new file beside each original, at a fixed name (.NAME.nocow-migrate, or
+//   1. a second name for the original, a hard link beside it at a fixed name
+//      (.NAME.nocow-original): its inode keeps a name until the end, so whatever reaches it
+//      after the checks can still be found and put back (step 8)
+//   2. a new file beside each original, at a fixed name (.NAME.nocow-migrate, or
 //      .nocow-CKSUM.nocow-migrate when that would not fit NAME_MAX), +C while empty (one
 //      chattr for the batch)
-//   2. the data copied by plain reads and writes (never a reflink, which would share the
+//   3. the data copied by plain reads and writes (never a reflink, which would share the
 //      CoW extents; nor copy_file_range, which may clone on Btrfs and keeps the bytes out of
-//      our sight): holes skipped (the FIEMAP map of a sparse file), preallocation kept; large
-//      files with O_DIRECT, the next chunk read while this one is written (src/migrate/copy.ts)
-//   3. verified: the copy read back from the disk with O_DIRECT (never from the page cache)
-//      must be, byte for byte, what was read from the original for it: large files chunk by
-//      chunk as they are written, small ones once their batch is on the disk (one syncfs);
-//      then its size. A large copy is fsynced.
-//   4. owner, mode, times, xattrs (ACLs, SELinux label) copied (one cp per directory in a batch)
-//   5. last checks: no other process holds the original open or mapped and no loop device
+//      our sight): holes skipped (the FIEMAP map of a sparse file), preallocation kept; the
+//      copy written with O_DIRECT, large originals read with it too, the next chunk read
+//      while this one is written (src/migrate/copy.ts, the engine convert uses too)
+//   4. verified: the copy read back from the disk with O_DIRECT (never from the page cache,
+//      which holds none of it) must be, byte for byte, what was read from the original for
+//      it: large files chunk by chunk as they are written, small ones once their batch is on
+//      the disk (one syncfs); then its size. A large copy is fsynced.
+//   5. owner, mode, times, xattrs (ACLs, SELinux label) copied (one cp per directory in a batch)
+//   6. last checks: no other process holds the original open or mapped and no loop device
 //      is attached to it (one scan of /proc and /sys/block for the batch, by device and inode,
-//      so any path to it counts), and its size, mtime, ctime, device and inode are those
-//      recorded before the copy; PATH still names it, the copy is still ours
-//   6. one rename over the original: the last step, so a kill before it leaves the
-//      original in place and a re-run removes the half-made copy
+//      so any path to it counts), and its size, mtime, ctime, links (its path and the second
+//      name), device and inode are those recorded before the copy; PATH and the second name
+//      still name it, the copy is still ours
+//   7. one rename of the copy over PATH
+//   8. the original looked at again (a second scan for the batch, and its own descriptor): a
+//      process that opened PATH between the last checks and the rename holds it, or wrote into
+//      it. Its size, mtime, mode and owner are compared (not its ctime: the rename, which took
+//      a name from it, set that). Untouched: its second name goes, and with it the original.
+//      Reached: it is put back. The copy gets a second name (.NAME.nocow-rewritten), the
+//      original is renamed back over PATH, and the copy, looked at once more, is removed; when
+//      the copy was reached too (opened through PATH after the rename), both are kept and one
+//      line says where each is.
 // A file whose checks fail keeps its original, untouched; the copy is removed.
+//
+// Killed at any point, a re-run puts things right before anything else (settle):
+//   killed                          on disk                          the re-run
+//   before 1                        PATH original [half copy]        removes the half copy
+//   after 1, before 7               PATH = .nocow-original [copy]    removes both extra names, migrates
+//   after 7, before the end of 8    PATH copy, .nocow-original       decides (below)
+//   in 8, copy given its 2nd name   PATH = .nocow-rewritten copy,    removes the extra name,
+//                                   .nocow-original                  decides
+//   in 8, original put back         PATH original, .nocow-rewritten  decides
+// Deciding between the original and the copy, with the copy's birth time as the clock: a
+// version is reached when a process holds it or its mtime is not older than the copy's birth
+// (the copy's own mtime is the original's, set by cp after its data was written; the original
+// was last changed before the copy was made, or the run would not have got that far). The
+// original unreached: the copy stays at PATH, the original goes. The original reached and the
+// copy not: the original goes back to PATH (and is migrated anew). Both reached: both stay, and
+// the file is refused with one line naming where each is. No write to either is lost.
 import {
   closeSync,
   constants,
   fstatSync,
   fsyncSync,
   ftruncateSync,
+  linkSync,
   lstatSync,
   mkdtempSync,
   openSync,
@@ -40,14 +69,15 @@ import {
   unlinkSync,
   type BigIntStats,
 } from 'node:fs';
-import { lstat, readdir, realpath, statfs } from 'node:fs/promises';
+import { lstat, readdir, readlink, realpath, statfs } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DIRECT_MIN, Mismatch, ShortRead, alignDown, alignUp, copyData, verifyCopy, type CopyPlan } from './copy.js';
-import { argumentLists, extentCounts, extentMap, flagsOf, mustRun, tool } from './tools.js';
+import { DIRECT_MIN, Mismatch, READ_BACK, ShortRead, WRITE_DIRECT, copyData, planCopy, verifyCopy, writesDirect, type CopyPlan, type Kept } from './copy.js';
+import { argumentLists, extentCounts, flagsOf, tool } from './tools.js';
 import { REDUNDANT_PROFILES, TEMP_SUFFIX, frozenBy, refusedTarget, temporaryName as temporaryBeside } from '../facts.js';
 import { size } from '../io.js';
+import { aliasesOf, mountTable, mountsInside, shownPoint } from '../host/mounts.js';
 import { reasonOf } from '../errors.js';
 
 const BTRFS_SUPER_MAGIC = 0x9123683e;
@@ -79,15 +109,23 @@ export interface MigrateOptions {
   force: boolean;
   /** Rewrite even on a redundant data profile, where +C drops the checksums self-healing needs. */
   forceNocow: boolean;
+  /** Change nothing: what an interrupted run left is not put right (settle), only allowed for. */
+  dryRun?: boolean;
 }
 
 export class MigrateError extends Error {}
 
 /** Where the copy of PATH is made: hidden, beside it, always a valid name. */
 export const temporaryName = (path: string) => temporaryBeside(path, TEMP_SUFFIX.migrate, '.');
+/** The original's second name while it is swapped with its copy (step 1). */
+export const originalName = (path: string) => temporaryBeside(path, TEMP_SUFFIX.original, '.');
+/** The copy's second name while the original is put back (step 8). */
+export const rewrittenName = (path: string) => temporaryBeside(path, TEMP_SUFFIX.rewritten, '.');
 
-/** Both forms temporaryName gives: ".NAME.nocow-migrate" and ".nocow-CKSUM.nocow-migrate". */
-const isTemporaryName = (name: string) => name.startsWith('.') && name.endsWith(TEMP_SUFFIX.migrate);
+/** The second names of step 1 and 8, in both forms temporaryBeside gives (".NAME…", ".nocow-CKSUM…"). */
+const isSecondName = (name: string) => name.startsWith('.') && (name.endsWith(TEMP_SUFFIX.original) || name.endsWith(TEMP_SUFFIX.rewritten));
+/** Any name migrate gives a file of its own beside PATH: never a file to migrate. */
+const isTemporaryName = (name: string) => (name.startsWith('.') && name.endsWith(TEMP_SUFFIX.migrate)) || isSecondName(name);
 
 export const identity = (info: { dev: bigint; ino: bigint }) => `${info.dev}:${info.ino}`;
 
@@ -105,11 +143,13 @@ async function dataProfile(path: string): Promise<string | undefined> {
  * Which of the files WANTED ("dev:ino") other processes hold open or have mapped (their PIDs)
  * or loop devices are attached to ("/dev/loopN"): one pass over /proc (the processes we may
  * look at) and /sys/block. By device and inode, not by the text of the links, so a path
- * through a symlink, a bind mount or a chroot counts too.
+ * through a symlink, a bind mount or a chroot counts too. WANTED may name directories: an
+ * open one is found as an open file is; with `places`, so is a process's working directory
+ * ("PID cwd") or root ("PID root") that is one of them.
  * Synchronous: a pass takes milliseconds (about 7 ms for 100 processes), ten times less than
  * with a promise per entry, and the last one is the window before the rename.
  */
-export function holders(wanted: Set<string>): Map<string, string[]> {
+export function holders(wanted: Set<string>, opts: { places?: boolean } = {}): Map<string, string[]> {
   const found = new Map<string, string[]>();
   if (wanted.size === 0) return found;
   const inodes = new Set([...wanted].map((key) => key.slice(key.indexOf(':') + 1)));
@@ -129,6 +169,11 @@ export function holders(wanted: Set<string>): Map<string, string[]> {
   const statOf = (link: string) => attempt<BigIntStats | undefined>(() => statSync(link, { bigint: true }), undefined);
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    // No fdinfo names their inode: stat'ed (for a process sitting on a hung network mount, that waits).
+    for (const place of opts.places ? ['cwd', 'root'] : []) {
+      const info = statOf(`/proc/${entry}/${place}`);
+      if (info) note(identity(info), `${entry} ${place}`);
+    }
     for (const fd of attempt(() => readdirSync(`/proc/${entry}/fd`), [] as string[])) {
       // Sockets, pipes and anonymous inodes ("socket:[…]") are not files of ours.
       if (!attempt(() => readlinkSync(`/proc/${entry}/fd/${fd}`), '').startsWith('/')) continue;
@@ -169,12 +214,42 @@ function openRefusal(users: string[]): string {
   return `${uses.filter(Boolean).join(' and ')} (--force overrides)`;
 }
 
-async function regularFilesBelow(dir: string): Promise<string[]> {
-  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
-  return entries
-    .filter((e) => e.isFile() && !isTemporaryName(e.name))
-    .map((e) => join(e.parentPath, e.name))
-    .sort();
+/**
+ * The regular files below DIR, and apart the second names an interrupted run left there. No
+ * mount point inside DIR is entered, nor taken as a file: what is mounted there (a bind mount
+ * of the same file system too, which device numbers do not tell) is not DIR's.
+ */
+async function regularFilesBelow(dir: string): Promise<{ files: string[]; seconds: Set<string> }> {
+  const boundaries = new Set(mountsInside(dir).map(shownPoint));
+  const files: string[] = [];
+  const seconds = new Set<string>();
+  const pending = [dir];
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    for (const entry of await readdir(next, { withFileTypes: true })) {
+      const path = join(next, entry.name);
+      if (boundaries.has(path)) continue;
+      if (entry.isDirectory()) pending.push(path);
+      else if (entry.isFile() && isSecondName(entry.name)) seconds.add(path);
+      else if (entry.isFile() && !isTemporaryName(entry.name)) files.push(path);
+    }
+  }
+  return { files: files.sort(), seconds };
+}
+
+/**
+ * The real path of PATH (absolute) whose last segment is missing, or a symlink to a missing one
+ * (as a conversion killed between its renames leaves it): its parent resolved, the name kept;
+ * undefined when the parent cannot be resolved either.
+ */
+export async function realpathOfMissing(path: string, hops = 0): Promise<string | undefined> {
+  const parent = await realpath(dirname(path)).catch(() => undefined);
+  if (parent === undefined) return undefined;
+  const named = join(parent, basename(path));
+  const link = await readlink(named).catch(() => undefined);
+  if (link === undefined) return named;
+  // As the kernel gives up (ELOOP).
+  if (hops >= 40) return undefined;
+  return realpathOfMissing(link.startsWith('/') ? link : `${parent}/${link}`, hops + 1);
 }
 
 /**
@@ -221,17 +296,22 @@ export function removeLeftovers(leftovers: string[]): Map<string, string> {
 
 /**
  * The paths given on the command line, each resolved to its real path, or the first
- * refusal: a system directory, anything below /etc, /usr…, whether as given or resolved.
- * Nothing is read but the paths' names; a missing path stays as given (findCandidates says so).
+ * refusal: a system directory, anything below /etc, /usr…, whether as given, resolved, or as
+ * the same directory is seen through another mount of its file system (/var/lib and /t/top/lib
+ * when one Btrfs is mounted at /var and at /t/top). Nothing is read but the paths' names and
+ * the mount table; a missing path stays as given, its parent resolved (findCandidates says so).
  */
 export async function resolveTargets(paths: string[]): Promise<string[]> {
   const resolved: string[] = [];
+  const mounts = mountTable();
   for (const given of paths) {
     const absolute = resolve(given);
-    const real = await realpath(absolute).catch(() => undefined);
-    const reason = refusedTarget(absolute) ?? (real === undefined ? undefined : refusedTarget(real));
+    const real = (await realpath(absolute).catch(() => realpathOfMissing(absolute))) ?? absolute;
+    let reason = refusedTarget(absolute) ?? refusedTarget(real);
+    const alias = reason === undefined ? aliasesOf(real, mounts).find((a) => refusedTarget(a) !== undefined) : undefined;
+    if (alias !== undefined) reason = `it is also ${alias}: ${refusedTarget(alias)}`;
     if (reason !== undefined) throw new MigrateError(`${given}: refused: ${reason}, never a target (see SECURITY.md)`);
-    resolved.push(real ?? absolute);
+    resolved.push(real);
   }
   return resolved;
 }
@@ -243,17 +323,26 @@ export async function resolveTargets(paths: string[]): Promise<string[]> {
  */
 export async function findCandidates(paths: string[], opts: MigrateOptions): Promise<Candidate[]> {
   const files: string[] = [];
+  const seconds = new Set<string>();
   for (const path of paths) {
     const info = await lstat(path).catch(() => undefined);
     if (!info) throw new MigrateError(`${path}: no such file or directory`);
-    if (info.isDirectory()) files.push(...(await regularFilesBelow(path)));
-    else if (info.isFile()) files.push(path);
-    else throw new MigrateError(`${path}: not a regular file or directory`);
+    if (info.isDirectory()) {
+      const below = await regularFilesBelow(path);
+      files.push(...below.files);
+      for (const second of below.seconds) seconds.add(second);
+    } else if (info.isFile()) {
+      files.push(path);
+      for (const second of [originalName(path), rewrittenName(path)]) if (lstatSync(second, { throwIfNoEntry: false })) seconds.add(second);
+    } else throw new MigrateError(`${path}: not a regular file or directory`);
   }
   const unique = [...new Set(files)];
+  // What a killed run left is put right before anything is looked at: it may change which file PATH is.
+  const interrupted = unique.filter((p) => seconds.has(originalName(p)) || seconds.has(rewrittenName(p)));
+  const unsettled = opts.dryRun ? new Map<string, string>() : settle(interrupted);
   const flags = await flagsOf(unique);
   const todo: [string, BigIntStats][] = [];
-  for (const path of unique.filter((p) => !flags.get(p)?.includes('C'))) {
+  for (const path of unique.filter((p) => unsettled.has(p) || !flags.get(p)?.includes('C'))) {
     // Removed since it was listed: nothing to migrate.
     const info = lstatSync(path, { bigint: true, throwIfNoEntry: false });
     if (info?.isFile()) todo.push([path, info]);
@@ -288,12 +377,16 @@ export async function findCandidates(paths: string[], opts: MigrateOptions): Pro
     if (btrfs && !profiles.has(info.dev)) profiles.set(info.dev, await dataProfile(dir));
     const profile = profiles.get(info.dev);
     const users = open.get(identity(info)) ?? [];
+    // A dry run leaves the original's second name of a killed run in place: not a link of the user's.
+    const spare = opts.dryRun ? lstatSync(originalName(path), { bigint: true, throwIfNoEntry: false }) : undefined;
+    const links = spare?.ino === info.ino && spare.dev === info.dev ? info.nlink - 1n : info.nlink;
     const frozenAs = frozen(path);
-    if (!btrfs) candidate.refusal = 'not on Btrfs';
+    if (unsettled.has(path)) candidate.refusal = unsettled.get(path)!;
+    else if (!btrfs) candidate.refusal = 'not on Btrfs';
     else if (frozenAs) candidate.refusal = frozenAs;
     else if (profile && REDUNDANT_PROFILES.includes(profile) && !opts.forceNocow)
       candidate.refusal = `the data profile is ${profile}: +C would remove the checksums its self-healing needs (--force-nocow overrides)`;
-    else if (info.nlink > 1n) candidate.refusal = `it has ${info.nlink} hard links, which a rewrite would split`;
+    else if (links > 1n) candidate.refusal = hardLinks(links);
     else if (users.length > 0) candidate.refusal = openRefusal(users);
     else if (fs.bavail * fs.bsize < Math.max(candidate.allocated, 0) + SPACE_MARGIN)
       candidate.refusal = `not enough free space for the copy (${size(fs.bavail * fs.bsize)} free, ${size(candidate.allocated + SPACE_MARGIN)} needed)`;
@@ -303,6 +396,63 @@ export async function findCandidates(paths: string[], opts: MigrateOptions): Pro
 }
 
 const CHANGED = 'it changed while being copied; original kept';
+const REACHED = 'it was opened or written during its rename; original put back';
+const hardLinks = (links: bigint) => `it has ${links} hard links, which a rewrite would split`;
+
+/** The reason a file keeps both versions: writes reached each, and which one is where. */
+const bothKept = (path: string, other: string, otherIs: 'original' | 'copy') =>
+  `writes reached both the original and its NOCOW copy: ${path} is the ${otherIs === 'original' ? 'copy' : 'original'}, ` +
+  `the ${otherIs} is kept as ${other}; keep the one wanted and remove the other`;
+
+/** One version of a file an interrupted run left two of: where it is, and what it is. */
+interface Version {
+  name: string;
+  info: BigIntStats;
+}
+
+/**
+ * Puts right what a run killed after step 1 left beside each of PATHS (the table at the top):
+ * extra names of PATH's own inode go; of two versions, the one nothing reached since the copy
+ * was made gives way to the other. Returns the paths left with both, each with the reason.
+ * One scan of /proc for them all.
+ */
+function settle(paths: string[]): Map<string, string> {
+  const unsettled = new Map<string, string>();
+  const pairs: { path: string; original: Version; copy: Version }[] = [];
+  for (const path of paths) {
+    const at = lstatSync(path, { bigint: true, throwIfNoEntry: false });
+    if (!at?.isFile()) continue;
+    const second = (name: string): Version | undefined => {
+      const info = lstatSync(name, { bigint: true, throwIfNoEntry: false });
+      if (info === undefined) return undefined;
+      // PATH's own inode: a name too many, nothing to decide.
+      if (info.dev === at.dev && info.ino === at.ino) {
+        unlinkSync(name);
+        return undefined;
+      }
+      return { name, info };
+    };
+    const original = second(originalName(path));
+    const copy = second(rewrittenName(path));
+    const here = { name: path, info: at };
+    if (original && copy) unsettled.set(path, `two other versions of it are kept, as ${original.name} and ${copy.name}; keep the one wanted and remove the others`);
+    else if (original) pairs.push({ path, original, copy: here });
+    else if (copy) pairs.push({ path, original: here, copy });
+  }
+  if (pairs.length === 0) return unsettled;
+  const users = holders(new Set(pairs.flatMap((p) => [identity(p.original.info), identity(p.copy.info)])));
+  for (const { path, original, copy } of pairs) {
+    const born = copy.info.birthtimeNs;
+    // Without a birth time, nothing tells: both count as reached.
+    const reached = (v: Version) => users.has(identity(v.info)) || born === 0n || v.info.mtimeNs >= born;
+    const winner = !reached(original) ? copy : !reached(copy) ? original : undefined;
+    const other = original.name === path ? copy : original;
+    if (winner === undefined) unsettled.set(path, bothKept(path, other.name, other === original ? 'original' : 'copy'));
+    else if (winner.name === path) unlinkSync(other.name);
+    else renameSync(winner.name, path);
+  }
+  return unsettled;
+}
 
 /** Same file, same size, same data and metadata as far as the kernel's timestamps tell. */
 const unchanged = (now: BigIntStats, then: BigIntStats) =>
@@ -312,6 +462,22 @@ const unchanged = (now: BigIntStats, then: BigIntStats) =>
   now.nlink === then.nlink &&
   now.mtimeNs === then.mtimeNs &&
   now.ctimeNs === then.ctimeNs;
+
+/**
+ * Same file, data, mode and owner, once a rename has taken one of its LOST names: the rename
+ * set its ctime and its link count, so a change shows in its size, mtime, mode or owner.
+ */
+const untouched = (now: BigIntStats, then: BigIntStats, lost: bigint) =>
+  now.dev === then.dev &&
+  now.ino === then.ino &&
+  now.size === then.size &&
+  now.nlink === then.nlink - lost &&
+  now.mtimeNs === then.mtimeNs &&
+  now.mode === then.mode &&
+  now.uid === then.uid &&
+  now.gid === then.gid;
+
+const sameInode = (a: BigIntStats | undefined, b: BigIntStats) => a !== undefined && a.dev === b.dev && a.ino === b.ino;
 
 /**
  * fstat of each FD once the clock has moved past the files' last change, so any later change
@@ -359,17 +525,24 @@ export interface MigrateHooks {
 interface Job {
   candidate: Candidate;
   temp: string;
+  /** The original's second name (step 1), and whether this run made it. */
+  spare: string;
+  linked?: boolean;
   input?: number;
   out?: number;
-  /** The copy's descriptors with O_DIRECT, for large files: to write, and to read back. */
+  /** The copy's descriptors with O_DIRECT: to write (a block or more), and to read back as it is written (large files). */
   direct?: number;
   check?: number;
   /** Small files: the bytes read from the original, to compare once the copy is on the disk. */
-  kept?: Buffer[];
+  kept?: Kept;
   before?: BigIntStats;
   plan?: CopyPlan;
+  /** The copy as verified; then, at the last checks, as it is renamed. */
   copy?: BigIntStats;
+  /** PATH names the copy (step 7). */
   renamed?: boolean;
+  /** The original is gone, the copy stays (step 8). */
+  rewritten?: boolean;
   error?: Error;
   extentsAfter?: number;
 }
@@ -406,12 +579,12 @@ function batches(candidates: Candidate[]): Candidate[][] {
 export async function migrateFiles(candidates: Candidate[], opts: Pick<MigrateOptions, 'force'>, hooks: MigrateHooks = {}): Promise<Outcome[]> {
   const outcomes: Outcome[] = [];
   for (const batch of batches(candidates)) {
-    const jobs: Job[] = batch.map((candidate) => ({ candidate, temp: temporaryName(candidate.path) }));
+    const jobs: Job[] = batch.map((candidate) => ({ candidate, temp: temporaryName(candidate.path), spare: originalName(candidate.path) }));
     try {
       await migrateBatch(jobs, opts, hooks);
     } catch (error) {
-      // Not one file's failure (a program missing, say): every file of the batch not yet renamed.
-      for (const job of jobs) if (!job.renamed) job.error ??= error as Error;
+      // Not one file's failure (a program missing, say): every file of the batch not rewritten.
+      for (const job of jobs) if (!job.rewritten) job.error ??= error as Error;
     }
     for (const job of jobs) {
       const outcome: Outcome = { candidate: job.candidate, ...(job.error ? { error: job.error } : { extentsAfter: job.extentsAfter }) };
@@ -475,17 +648,21 @@ async function migrateBatch(jobs: Job[], opts: Pick<MigrateOptions, 'force'>, ho
   const tick = hooks.tick ?? (() => Promise.resolve());
   try {
     for (const job of jobs) {
-      // Left by a killed run: the original was still in place (the rename is the last step).
+      // Left by a killed run: the original was still in place (PATH is renamed over only once the copy is done).
       unlinkQuietly(job.temp);
       const large = job.candidate.size >= DIRECT_MIN;
       await attempt(job, () => (job.input = openSync(job.candidate.path, constants.O_RDONLY | constants.O_NOFOLLOW | (large ? constants.O_DIRECT : 0))));
+      if (job.error === undefined) await attempt(job, () => keepSecondName(job));
     }
     const opened = live();
+    // After the second names: making one set the originals' ctimes.
     const stats = await settledStats(opened.map((j) => j.input!));
     opened.forEach((job, i) => {
       const before = stats[i]!;
       // Replaced since the checks: they were about another file.
       if (before.dev !== job.candidate.dev || before.ino !== job.candidate.ino) fail(job, new MigrateError(CHANGED));
+      // Its path and the second name: any other link since the checks would be split.
+      else if (before.nlink !== 2n) fail(job, new MigrateError(hardLinks(before.nlink - 1n)));
       else job.before = before;
     });
     for (const job of live()) await attempt(job, () => (job.out = openSync(job.temp, 'wx', 0o600)));
@@ -512,23 +689,29 @@ async function migrateBatch(jobs: Job[], opts: Pick<MigrateOptions, 'force'>, ho
         if (!unchanged(fstatSync(job.input!, { bigint: true }), job.before!)) throw new MigrateError(CHANGED);
         const named = lstatSync(job.candidate.path, { bigint: true, throwIfNoEntry: false });
         if (named === undefined || !unchanged(named, job.before!)) throw new MigrateError(CHANGED);
-        const renamed = lstatSync(job.temp, { bigint: true, throwIfNoEntry: false });
-        if (renamed?.dev !== job.copy!.dev || renamed.ino !== job.copy!.ino) throw new MigrateError('the copy was replaced; original kept');
+        if (!sameInode(lstatSync(job.spare, { bigint: true, throwIfNoEntry: false }), job.before!)) throw new MigrateError(CHANGED);
+        const copy = lstatSync(job.temp, { bigint: true, throwIfNoEntry: false });
+        if (!sameInode(copy, job.copy!)) throw new MigrateError('the copy was replaced; original kept');
+        job.copy = copy;
         renameSync(job.temp, job.candidate.path);
         job.renamed = true;
       });
     }
+    confirmRenames(jobs.filter((j) => j.renamed && j.error === undefined), opts, fail);
   } finally {
     for (const job of jobs) {
       closeQuietly(job.out);
       closeQuietly(job.direct);
       closeQuietly(job.check);
       closeQuietly(job.input);
-      if (!job.renamed) unlinkQuietly(job.temp);
+      if (job.renamed) continue;
+      unlinkQuietly(job.temp);
+      // A name of ours for a file PATH still names: the original stays.
+      if (job.linked) unlinkQuietly(job.spare);
     }
   }
-  const done = jobs.filter((j) => j.renamed);
-  for (const dir of new Set(done.map((j) => dirname(j.candidate.path)))) {
+  const done = jobs.filter((j) => j.rewritten);
+  for (const dir of new Set(jobs.filter((j) => j.renamed).map((j) => dirname(j.candidate.path)))) {
     const fd = openSync(dir, 'r');
     try {
       fsyncSync(fd);
@@ -538,6 +721,76 @@ async function migrateBatch(jobs: Job[], opts: Pick<MigrateOptions, 'force'>, ho
   }
   const counts = await extentCounts(done.map((j) => j.candidate.path));
   for (const job of done) job.extentsAfter = counts.get(job.candidate.path);
+}
+
+/**
+ * Step 1: the original's second name, a hard link made through PATH, and checked to be the
+ * file JOB opened. One left by a killed run was settled or is refused; another file by that
+ * name is in the way.
+ */
+function keepSecondName(job: Job): void {
+  try {
+    linkSync(job.candidate.path, job.spare);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw new MigrateError(`${job.spare} is in the way (not made by this run); original kept`);
+    throw error;
+  }
+  job.linked = true;
+  if (!sameInode(lstatSync(job.spare, { bigint: true }), fstatSync(job.input!, { bigint: true }))) throw new MigrateError(CHANGED);
+}
+
+/**
+ * Step 8, for the files of a batch now renamed: the original, through its descriptor and a
+ * scan of /proc, untouched since the last checks gives way to its copy; reached, it is put
+ * back over PATH, and the copy is looked at once more before it goes.
+ */
+function confirmRenames(jobs: Job[], opts: Pick<MigrateOptions, 'force'>, fail: (job: Job, error: unknown) => void): void {
+  if (jobs.length === 0) return;
+  // Whoever holds a copy matters only when its original was reached too; --force ignores who holds an original.
+  const users = holders(new Set(jobs.flatMap((j) => [...(opts.force ? [] : [identity(j.before!)]), identity(j.copy!)])));
+  // One name at a time, as when it was renamed: the one given.
+  const copyUntouched = (job: Job, name: string, seen: Map<string, string[]>) => {
+    const copy = lstatSync(name, { bigint: true, throwIfNoEntry: false });
+    return copy !== undefined && untouched(copy, job.copy!, 0n) && !seen.has(identity(job.copy!));
+  };
+  const putBack: Job[] = [];
+  for (const job of jobs) {
+    const path = job.candidate.path;
+    try {
+      if (!users.has(identity(job.before!)) && untouched(fstatSync(job.input!, { bigint: true }), job.before!, 1n)) {
+        unlinkSync(job.spare);
+        job.rewritten = true;
+      } else if (!copyUntouched(job, path, users)) {
+        fail(job, new MigrateError(bothKept(path, job.spare, 'original')));
+      } else {
+        const kept = rewrittenName(path);
+        linkSync(path, kept);
+        if (!sameInode(lstatSync(kept, { bigint: true }), job.copy!)) {
+          // PATH was replaced meanwhile: the name is another of that file's.
+          unlinkSync(kept);
+          throw new MigrateError(bothKept(path, job.spare, 'original'));
+        }
+        renameSync(job.spare, path);
+        putBack.push(job);
+      }
+    } catch (error) {
+      // Both versions stay where they are; a re-run decides between them.
+      fail(job, error);
+    }
+  }
+  if (putBack.length === 0) return;
+  const again = holders(new Set(putBack.map((j) => identity(j.copy!))));
+  for (const job of putBack) {
+    const kept = rewrittenName(job.candidate.path);
+    try {
+      if (copyUntouched(job, kept, again)) {
+        unlinkSync(kept);
+        fail(job, new MigrateError(REACHED));
+      } else fail(job, new MigrateError(bothKept(job.candidate.path, kept, 'copy')));
+    } catch (error) {
+      fail(job, error);
+    }
+  }
 }
 
 /** +C on the new, still empty files: one chattr for them all; when it fails, one per file to tell which. */
@@ -552,57 +805,22 @@ async function setNocow(jobs: Job[], fail: (job: Job, error: unknown) => void): 
   }
 }
 
-/** Extents as ranges [start, end), ALIGN-aligned, merged, within the first SIZE bytes (rounded up to a block). */
-function rangesOf(extents: { offset: number; length: number }[], size: number): [number, number][] {
-  const ranges: [number, number][] = [];
-  const last = alignUp(size);
-  for (const e of [...extents].sort((a, b) => a.offset - b.offset)) {
-    const start = alignDown(e.offset);
-    const end = Math.min(alignUp(e.offset + e.length), last);
-    if (start >= end) continue;
-    const previous = ranges.at(-1);
-    if (previous && start <= previous[1]) previous[1] = Math.max(previous[1], end);
-    else ranges.push([start, end]);
-  }
-  return ranges;
-}
-
-/**
- * The data of JOB's original into its copy, and what to read back. A dense original is read
- * whole; when large, its copy is preallocated whole first (as a preallocated original is) and
- * pieces of zeros are left unwritten in it. A sparse one (fewer bytes allocated than its size)
- * is mapped (FIEMAP): only its data is read, holes stay holes, preallocated ranges are
- * preallocated in the copy.
- */
+/** The data of JOB's original into its copy (src/migrate/copy.ts), and what to read back. */
 async function copyFile(job: Job, progress: (bytes: number) => void, tick: () => Promise<void>): Promise<void> {
   const size = Number(job.before!.size);
   const large = job.candidate.size >= DIRECT_MIN;
   // Grown past the size it was chosen by (its bytes would be kept in memory for the check): changed.
   if (!large && size >= DIRECT_MIN) throw new MigrateError(CHANGED);
-  let plan: CopyPlan;
-  ftruncateSync(job.out!, size);
-  if (size === 0) plan = { size, ranges: [], skipZeros: false };
-  else if (Number(job.before!.blocks) * 512 >= size) {
-    if (large) await mustRun('fallocate', ['-l', String(size), '--', job.temp]);
-    plan = { size, ranges: [[0, alignUp(size)]], skipZeros: large };
-  } else {
-    const map = await extentMap(job.candidate.path);
-    for (const [start, end] of rangesOf(map.filter((e) => e.unwritten), size)) {
-      await mustRun('fallocate', ['-o', String(start), '-l', String(Math.min(end, size) - start), '--', job.temp]);
-    }
-    plan = { size, ranges: rangesOf(map.filter((e) => !e.unwritten), size), skipZeros: false };
-  }
-  if (large) {
-    job.direct = openSync(job.temp, constants.O_WRONLY | constants.O_DIRECT);
-    job.check = openSync(job.temp, READ_BACK);
-  }
-  job.kept = await copyData(job.input!, job.direct ?? job.out!, plan, job.check, progress, tick);
+  const plan = await planCopy(job.candidate.path, { size, blocks: Number(job.before!.blocks) }, job.temp, job.out!);
+  const writeDirect = writesDirect(size);
+  if (writeDirect) job.direct = openSync(job.temp, WRITE_DIRECT);
+  if (large) job.check = openSync(job.temp, READ_BACK);
+  const mode = { readDirect: large, writeDirect, check: job.check, keep: 'bytes' } as const;
+  job.kept = await copyData(job.input!, job.direct ?? job.out!, plan, mode, progress, tick);
   job.plan = plan;
-  if (large) {
-    // The last block was written whole.
-    ftruncateSync(job.out!, size);
-    fsyncSync(job.out!);
-  }
+  // The last block was written whole.
+  if (writeDirect) ftruncateSync(job.out!, size);
+  if (large) fsyncSync(job.out!);
 }
 
 /** The small files' copies on the disk: one syncfs per file system for a batch, fsync for one or two. */
@@ -622,8 +840,6 @@ async function syncSmall(jobs: Job[], fail: (job: Job, error: unknown) => void):
 }
 
 const BAD_COPY = 'the copy does not read back the same; original kept';
-/** The copy, read back past the page cache; reading it leaves its times alone. */
-const READ_BACK = constants.O_RDONLY | constants.O_DIRECT | constants.O_NOATIME;
 
 /**
  * Small files: the copy read back from the disk (O_DIRECT) against the bytes read from the

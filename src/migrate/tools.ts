@@ -8,7 +8,7 @@ export interface ToolResult {
   /** The program is not installed. */
   missing: boolean;
   stdout: string;
-  /** The first line of stderr, or why the program did not run or end well. */
+  /** The signal that killed the program, the first line of stderr, or why it did not run or end well. */
   error: string;
 }
 
@@ -41,7 +41,8 @@ export function tool(command: string, args: string[]): Promise<ToolResult & { st
         ok: spawnError === undefined && code === 0,
         missing: (spawnError as NodeJS.ErrnoException | undefined)?.code === 'ENOENT',
         stdout: Buffer.concat(out).toString('utf8'),
-        error: stderr.split('\n').find(Boolean) ?? reason,
+        // Killed, it has no exit status, and whatever it said before is not why it ended.
+        error: (signal === null && stderr.split('\n').find(Boolean)) || reason,
         stderr,
       });
     });
@@ -164,6 +165,8 @@ export function parseExtentMap(out: string): Extent[] {
  */
 export async function extentMap(path: string): Promise<Extent[]> {
   const out = await mustRun('filefrag', ['-v', '-s', '-b1', '--', path]);
+  // A file of holes alone has no extent, and no table.
+  if (/: 0 extents found$/m.test(out)) return [];
   // Without FIEMAP, filefrag falls back to FIBMAP and prints no such table: no map, then.
   if (!/^ ext:\s+logical_offset:/m.test(out)) throw new Error(`filefrag could not map ${path} (no FIEMAP)`);
   return parseExtentMap(out);

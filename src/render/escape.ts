@@ -135,3 +135,68 @@ export function unitPathValue(path: string): string | undefined {
   const literal = path.replace(/%/g, '%%');
   return path.startsWith('~') ? `%h${literal.slice(1)}` : literal;
 }
+
+/** A value inside a systemd unit or repart.d word: the characters its quoting rules read specially. */
+const SYSTEMD_QUOTED = /[\s'"\\]/;
+
+/** Double-quoted as systemd's extract_first_word() reads a quoted word: `\` and `"` get a backslash. */
+const systemdDoubleQuoted = (text: string): string => `"${text.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
+
+/**
+ * A path as one word of a repart.d list setting such as MakeDirectories= (whitespace-separated,
+ * quotes removed, then specifiers expanded, systemd-repart 262's config_parse_make_dirs): `%`
+ * doubles, and a path with blanks, quotes or backslashes is double-quoted. Every path a
+ * declaration accepts is carried (measured: test/image-builders.test.ts).
+ */
+export function repartWord(value: unknown): string {
+  const text = String(value).replace(/%/g, '%%');
+  return SYSTEMD_QUOTED.test(text) ? systemdDoubleQuoted(text) : text;
+}
+
+/**
+ * One word of Subvolumes=: PATH[:FLAGS]. systemd-repart removes quotes twice, once splitting
+ * the list at blanks and once splitting the word at its first `:` (config_parse_subvolumes),
+ * so a path with `:`, quotes or backslashes is quoted for the second reading, and the word
+ * again for the first where it has blanks, quotes or backslashes.
+ */
+export function repartSubvolumeWord(path: string, flags: string): string {
+  const text = path.replace(/%/g, '%%');
+  const inner = /[:'"\\]/.test(text) ? systemdDoubleQuoted(text) : text;
+  const word = flags === '' ? inner : `${inner}:${flags}`;
+  return SYSTEMD_QUOTED.test(word) ? systemdDoubleQuoted(word) : word;
+}
+
+/**
+ * One line of nocow-mkfs.args, which `grep -v '^#' | xargs -d '\n'` turns into one argument each:
+ * a value can hold no line break and cannot start with `#` (a comment line). Values never do
+ * (paths hold no control characters, and the relative ones start with a letter of the path),
+ * so a hit is a defect in a template: fail loudly rather than emit a wrong argument.
+ */
+export function argsLine(value: unknown): string {
+  const text = String(value);
+  if (text.includes('\n') || text.startsWith('#')) throw new Error(`nocow-mkfs.args: ${JSON.stringify(text)} cannot be one line of the file`);
+  return text;
+}
+
+/** XML text or attribute value (either quote): the five characters XML reads specially, as entities. */
+export function xmlEscape(value: unknown): string {
+  const entities: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' };
+  return String(value).replace(/[&<>"']/g, (c) => entities[c]!);
+}
+
+/** Text inside an XML comment `<!-- TEXT -->` (a blank on either side): no control characters and no `--`. */
+export function xmlCommentSafe(value: string): string {
+  return commentSafe(value).replace(/-(?=-)/g, '- ');
+}
+
+/**
+ * Why kiwi cannot carry PATH as a <volume name="…"> on Btrfs, as an "expected …" phrase; undefined
+ * when it can. kiwi 11 writes each volume into /etc/fstab as `LABEL=… /PATH btrfs …,subvol=@/PATH 0 0`,
+ * joined with blanks and commas and never escaped (volume_manager/btrfs.py get_fstab), and reads a
+ * name holding "@root" as the root volume (xml_state.py get_volumes).
+ */
+export function kiwiProblem(path: string): string | undefined {
+  if (/[\s,\\"]/.test(path)) return 'a path without blanks, ",", "\\" or \'"\' (kiwi writes it unescaped into /etc/fstab and the subvol= mount option)';
+  if (path.includes('@root')) return 'a path without "@root" (kiwi reads such a volume name as the root volume)';
+  return undefined;
+}

@@ -6,7 +6,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Argv } from 'yargs';
-import { VALUE_NAMES, type CommandHelp } from '../cli-options.js';
+import { valueName, type CommandHelp } from '../cli-options.js';
 import { completionScript } from '../commands/completion.js';
 import { buildParser, commandName, COMMANDS, HELP, SUMMARY } from '../main.js';
 import { packageVersion } from '../templates.js';
@@ -79,7 +79,7 @@ function optionDocs(y: Argv, skip: ReadonlySet<string>): { positionals: OptionDo
       short: aliasesOf(key)
         .filter((a) => a.length === 1)
         .map((a) => `-${a}`),
-      value: o.boolean.includes(key) || positional.has(key) ? null : (VALUE_NAMES[key] ?? key.toUpperCase()),
+      value: o.boolean.includes(key) || positional.has(key) ? null : valueName(key),
       describe: descriptions[key]!.replace(/^__yargsString__:/, ''),
       details,
     };
