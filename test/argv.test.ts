@@ -190,14 +190,14 @@ t.test('generate: -- ARTIFACT writes that artifact alone; a flag with a value, a
         dUnchanged(t, r);
       },
     },
-    { argv: ['generate', '-o', '../out', '--', '-o'], rc: 2, err: /^nocow: error: unknown artifact "-o"; expected one of: posttrans, kickstart, tmpfiles, user-tmpfiles, hook, macros, defrag-timer, user-defrag-timer\n$/ },
+    { argv: ['generate', '-o', '../out', '--', '-o'], rc: 2, err: /^nocow: error: unknown artifact "-o"; expected one of: posttrans, kickstart, tmpfiles, user-tmpfiles, hook, macros, defrag-timer, user-defrag-timer, repart, mkfs, kiwi, boot-unit\n$/ },
     { argv: ['generate', '--debug=yes', '-o', '../out'], rc: 2, err: BOOL('--debug') },
     { argv: ['generate', '--no-debug', '-o', '../out'], rc: 2, err: NO('debug') },
     { argv: ['generate', '-o', '../out', 'frob'], rc: 2, err: /^nocow: error: unknown artifact "frob"; expected one of: posttrans, kickstart, / },
     {
       argv: ['generate', '-o', '../out', '--frobnicate'],
       rc: 2,
-      err: "nocow: error: unknown option '--frobnicate'; nocow generate takes: --profile (-p), --config (-c), --output (-o), --kickstart-log, --debug, --help (-h)\n",
+      err: "nocow: error: unknown option '--frobnicate'; nocow generate takes: --profile (-p), --config (-c), --output (-o), --kickstart-log, --repart-definition, --debug, --help (-h)\n",
     },
     { argv: ['generate', '-p', 'libvirt', '-o'], rc: 2, err: "nocow: error: option '-o' needs a value (write -o DIR)\n" },
     { argv: ['generate', '-o', '--kickstart-log', '/x'], rc: 2, err: "nocow: error: option '-o' needs a value, and \"--kickstart-log\" is not taken as one (write --output=--kickstart-log if you mean it)\n" },
