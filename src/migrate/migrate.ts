@@ -76,7 +76,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { DIRECT_MIN, Mismatch, READ_BACK, ShortRead, WRITE_DIRECT, copyData, planCopy, verifyCopy, writesDirect, type CopyPlan, type Kept } from './copy.js';
 import { argumentLists, extentCounts, flagsOf, tool } from './tools.js';
 import { REDUNDANT_PROFILES, TEMP_SUFFIX, frozenBy, refusedTarget, temporaryName as temporaryBeside } from '../facts.js';
-import { size } from '../io.js';
+import { nameText, size } from '../io.js';
 import { aliasesOf, mountTable, mountsInside, shownPoint } from '../host/mounts.js';
 import { reasonOf } from '../errors.js';
 
@@ -219,21 +219,31 @@ function openRefusal(users: string[]): string {
  * mount point inside DIR is entered, nor taken as a file: what is mounted there (a bind mount
  * of the same file system too, which device numbers do not tell) is not DIR's.
  */
-async function regularFilesBelow(dir: string): Promise<{ files: string[]; seconds: Set<string> }> {
+async function regularFilesBelow(dir: string): Promise<{ files: string[]; seconds: Set<string>; temporaries: string[]; unnamed: string[] }> {
   const boundaries = new Set(mountsInside(dir).map(shownPoint));
   const files: string[] = [];
   const seconds = new Set<string>();
+  // Names that are not UTF-8 cannot be named through Node's string paths: each is reported, never skipped.
+  const unnamed: string[] = [];
+  const temporaries: string[] = [];
   const pending = [dir];
   for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
-    for (const entry of await readdir(next, { withFileTypes: true })) {
-      const path = join(next, entry.name);
+    for (const entry of await readdir(next, { withFileTypes: true, encoding: 'buffer' })) {
+      const raw = entry.name as unknown as Buffer;
+      const name = raw.toString('utf8');
+      if (!Buffer.from(name, 'utf8').equals(raw)) {
+        if (entry.isDirectory() || entry.isFile()) unnamed.push(join(next, nameText(raw)) + (entry.isDirectory() ? '/' : ''));
+        continue;
+      }
+      const path = join(next, name);
       if (boundaries.has(path)) continue;
       if (entry.isDirectory()) pending.push(path);
-      else if (entry.isFile() && isSecondName(entry.name)) seconds.add(path);
-      else if (entry.isFile() && !isTemporaryName(entry.name)) files.push(path);
+      else if (entry.isFile() && isSecondName(name)) seconds.add(path);
+      else if (entry.isFile() && isTemporaryName(name)) temporaries.push(path);
+      else if (entry.isFile()) files.push(path);
     }
   }
-  return { files: files.sort(), seconds };
+  return { files: files.sort(), seconds, temporaries, unnamed: unnamed.sort() };
 }
 
 /**
@@ -267,7 +277,7 @@ export async function leftoversOf(paths: string[]): Promise<{ path: string; size
   for (const path of paths) {
     const info = await lstat(path).catch(() => undefined);
     if (info?.isDirectory()) {
-      for (const e of await readdir(path, { recursive: true, withFileTypes: true })) if (e.isFile() && isTemporaryName(e.name)) add(join(e.parentPath, e.name));
+      for (const temporary of (await regularFilesBelow(path)).temporaries) add(temporary);
     } else if (info?.isFile()) add(temporaryName(path));
   }
   return [...new Map(found.map((f) => [f.path, f])).values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
@@ -324,6 +334,7 @@ export async function resolveTargets(paths: string[]): Promise<string[]> {
 export async function findCandidates(paths: string[], opts: MigrateOptions): Promise<Candidate[]> {
   const files: string[] = [];
   const seconds = new Set<string>();
+  const unnamed: string[] = [];
   for (const path of paths) {
     const info = await lstat(path).catch(() => undefined);
     if (!info) throw new MigrateError(`${path}: no such file or directory`);
@@ -331,6 +342,7 @@ export async function findCandidates(paths: string[], opts: MigrateOptions): Pro
       const below = await regularFilesBelow(path);
       files.push(...below.files);
       for (const second of below.seconds) seconds.add(second);
+      unnamed.push(...below.unnamed);
     } else if (info.isFile()) {
       files.push(path);
       for (const second of [originalName(path), rewrittenName(path)]) if (lstatSync(second, { throwIfNoEntry: false })) seconds.add(second);
@@ -357,7 +369,17 @@ export async function findCandidates(paths: string[], opts: MigrateOptions): Pro
   // One scan of /proc for every file.
   const open = opts.force ? new Map<string, string[]>() : holders(new Set(todo.map(([, info]) => identity(info))));
   const extents = await extentCounts(todo.map(([path]) => path));
-  const candidates: Candidate[] = [];
+  const candidates: Candidate[] = unnamed.map((shown) => ({
+    path: shown,
+    size: 0,
+    allocated: 0,
+    extents: undefined,
+    dev: 0n,
+    ino: 0n,
+    refusal: shown.endsWith('/')
+      ? 'a directory whose name is not UTF-8 (shown with \\xHH for each such byte): its files are not looked at; rename it first'
+      : 'its name is not UTF-8 (shown with \\xHH for each such byte), which nocow cannot name safely: rename it first',
+  }));
   const spaces = new Map<string, { type: number; bavail: number; bsize: number }>();
   const profiles = new Map<bigint, string | undefined>();
   for (const [path, info] of todo) {
