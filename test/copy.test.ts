@@ -210,7 +210,7 @@ t.test('GIVEN a program convert or migrate runs killed by a signal WHEN they rep
   t.equal(run.exitCode, 0, run.stderr);
   const line = lineOf(run.stdout);
   t.match(line('cp'), /^1 nocow: \S+\/data: not converted: copying the attributes: cp was killed by SIGKILL; \S+\/data is unchanged$/);
-  t.match(line('flock'), /^1 nocow: \S+\/data: not converted: cannot lock \/: flock was killed by SIGKILL$/);
+  t.match(line('flock'), /^1 nocow: \S+\/data: not converted: cannot lock \S+\/mnt: flock was killed by SIGKILL$/);
   t.match(run.stdout, /^unchanged$/m);
   t.equal(line('state'), 'directory data ');
   t.match(line('migrate'), /^1 nocow: \S+\/data\/disk\.img: not rewritten: cp was killed by SIGKILL$/);

@@ -157,3 +157,13 @@ export function mountsOfSource(path: string | Buffer, mounts: Mount[] = mountTab
   if (here === undefined) return [];
   return mounts.filter((m) => m.device === here.mount.device && m !== here.mount && within(m.root, here.inFs) && !within(m.point, p));
 }
+
+/**
+ * Why PATH (absolute, resolved) may not be a target because the same directory is a refused
+ * one under another of its paths (one Btrfs at /var and at /t/top: /t/top/lib is /var/lib), in
+ * the words of a refusal; undefined when no path of it is refused. REFUSED: src/facts.ts refusedTarget.
+ */
+export function refusedAlias(path: string, refused: (path: string) => string | undefined, mounts: Mount[] = mountTable()): string | undefined {
+  const alias = aliasesOf(path, mounts).find((a) => a !== path && refused(a) !== undefined);
+  return alias === undefined ? undefined : `it is also ${alias}: ${refused(alias)}`;
+}

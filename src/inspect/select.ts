@@ -4,6 +4,7 @@ import { posix, resolve } from 'node:path';
 import type { Target } from '../declaration/types.js';
 import { UsageError } from '../errors.js';
 import { refusedTarget } from '../facts.js';
+import { refusedAlias } from '../host/mounts.js';
 import { exactPath } from '../cli-options.js';
 import { declaredSubject, joinBase, undeclaredSubject, type Subject } from './subject.js';
 
@@ -81,5 +82,7 @@ export async function operandPath(given: string, root: string): Promise<string> 
   const realTop = top === '' ? '' : (await realpath(top)).replace(/\/+$/, '');
   if (realTop !== '' && real !== realTop && !real.startsWith(`${realTop}/`)) throw new UsageError(`${given}: leads out of --root ${root} (${real})`);
   refuse(refusedTarget(real.slice(realTop.length) || '/'));
+  // Without --root: the same directory under any other path of it (another mount of its file system).
+  if (realTop === '') refuse(refusedAlias(real, refusedTarget));
   return real;
 }

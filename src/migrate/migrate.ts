@@ -77,7 +77,7 @@ import { DIRECT_MIN, Mismatch, READ_BACK, ShortRead, WRITE_DIRECT, copyData, pla
 import { argumentLists, extentCounts, flagsOf, tool } from './tools.js';
 import { REDUNDANT_PROFILES, TEMP_SUFFIX, frozenBy, refusedTarget, temporaryName as temporaryBeside } from '../facts.js';
 import { nameText, size } from '../io.js';
-import { aliasesOf, mountTable, mountsInside, shownPoint } from '../host/mounts.js';
+import { mountTable, mountsInside, refusedAlias, shownPoint } from '../host/mounts.js';
 import { reasonOf } from '../errors.js';
 
 const BTRFS_SUPER_MAGIC = 0x9123683e;
@@ -318,8 +318,7 @@ export async function resolveTargets(paths: string[]): Promise<string[]> {
     const absolute = resolve(given);
     const real = (await realpath(absolute).catch(() => realpathOfMissing(absolute))) ?? absolute;
     let reason = refusedTarget(absolute) ?? refusedTarget(real);
-    const alias = reason === undefined ? aliasesOf(real, mounts).find((a) => refusedTarget(a) !== undefined) : undefined;
-    if (alias !== undefined) reason = `it is also ${alias}: ${refusedTarget(alias)}`;
+    reason ??= refusedAlias(real, refusedTarget, mounts);
     if (reason !== undefined) throw new MigrateError(`${given}: refused: ${reason}, never a target (see SECURITY.md)`);
     resolved.push(real);
   }
