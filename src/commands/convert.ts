@@ -36,6 +36,9 @@ export const help: CommandHelp = {
       'If a process or a write reaches the old tree after the swap, the swap is undone and the run exits 1.',
     'A PATH a declared target names (--profile, --config; default: libvirt) gets that target\'s nocow and redundancy settings; ' +
       'any other directory gets +C (nocow: true, redundancy: keep-checksums).',
+    'The copy already rewrites every file (with +C where declared): running nocow migrate first would write everything twice. ' +
+      'A PATH that is a subvolume already, such as the top level of a mounted Btrfs (a subvolume root), is left as it is: ' +
+      '"nothing to do: already a subvolume", exit 0, no +C set either; for that, chattr +C PATH (new files) and nocow migrate PATH (existing ones).',
   ],
   examples: [
     ['nocow convert /var/lib/libvirt/images', 'Make the libvirt images directory a +C subvolume, its files kept'],

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import type { Argv } from 'yargs';
 import { valueName, type CommandHelp } from '../cli-options.js';
 import { completionScript } from '../commands/completion.js';
+import { LOCK_DIR, OPT_OUT_PREFIX } from '../facts.js';
 import { buildParser, commandName, COMMANDS, HELP, SUMMARY } from '../main.js';
 import { packageVersion } from '../templates.js';
 
@@ -184,7 +185,26 @@ export function renderManPage(cli: { global: OptionDoc[]; commands: CommandDoc[]
   for (const [cmd, what] of HELP.examples) lines.push('.TP', `\\fB${unbroken(cmd)}\\fR`, roff(what));
   lines.push('.SH "EXIT STATUS"', 'Each command states its own above; across commands:');
   for (const [code, what] of HELP.exitStatus) lines.push('.TP', `\\fB${code}\\fR`, roff(what));
+  const file = (name: string, what: string) => ['.TP', `\\fB${roff(name)}\\fR`, roff(what)];
   lines.push(
+    '.SH FILES',
+    ...file(
+      'FILE of --config FILE',
+      'A declaration (YAML or JSON), read only where --config (-c) names it (- reads it from stdin); without one, the built-in --profile (default: libvirt). No configuration file is read otherwise.',
+    ),
+    ...file(
+      `${OPT_OUT_PREFIX}NAME.conf`,
+      `The opt-out of the target NAME: masked (ln -s /dev/null ${OPT_OUT_PREFIX}NAME.conf, or an empty file; under --root, in that root), nocow apply and every generated artifact leave that target alone, with one line, and nocow status expects nothing of it; NOCOW_DISABLE=1 opts every target out. NAME is the target's name in the declaration (%nocow_posttrans: its -n, by default the path with / as -). A user-scope target's: ~/.config/user-tmpfiles.d/nocow-NAME.conf or /etc/user-tmpfiles.d/nocow-NAME.conf.`,
+    ),
+    ...file(
+      'nocow-posttrans.spec, nocow-requires.spec, nocow-post-chroot.ks, nocow-post-nochroot.ks, tmpfiles.d/nocow-NAME.conf, user-tmpfiles.d/nocow-NAME.conf, nocow-apply.sh, macros.nocow, systemd/…',
+      'What nocow generate -o DIR writes under DIR (without -o, all to stdout). Installed: /usr/lib/tmpfiles.d/nocow-NAME.conf, /usr/share/user-tmpfiles.d/nocow-NAME.conf, /usr/lib/rpm/macros.d/macros.nocow, /usr/libexec/nocow-kit/nocow-apply.sh, /usr/lib/systemd/system/nocow-defrag.timer.',
+    ),
+    ...file(
+      `DIR/${LOCK_DIR}`,
+      `The lock every run that changes a target takes: flock(1) on DIR, the directory holding the target (its nearest existing ancestor while it is missing); where flock is missing, the directory ${LOCK_DIR} made in DIR, holding the owner's PID. One lock per directory: runs on other targets and other file systems do not wait.`,
+    ),
+    ...file('PATH.nocow-new, PATH.nocow-old', 'What an interrupted nocow convert leaves beside PATH; nocow convert PATH clears it.'),
     '.SH ENVIRONMENT',
     '.TP',
     '\\fBNOCOW_DISABLE\\fR',
