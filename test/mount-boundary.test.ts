@@ -41,7 +41,7 @@ echo "status-json $(tr -d '\n' <"$MNT/status.json")"
   const lines = run.stdout.split('\n');
   const line = (key: string) => lines.find((l) => l.startsWith(`${key} `))?.slice(key.length + 1);
   t.match(run.stdout, /^dry .*would set \+C on the directory; 2 existing files keep copy-on-write/m, 'apply --dry-run: the two files of its own');
-  t.match(line('apply'), /^nocow: libvirt: set \+C on \S+ for new files; 2 existing keep copy-on-write/, "the shell library's count: the two files of its own");
+  t.match(line('apply'), /^nocow: libvirt: set \+C on \S+ for new files; 2 existing files keep copy-on-write/, "the shell library's count: the two files of its own");
   t.equal(line('status-rc'), '1');
   const status = JSON.parse(line('status-json')!) as StatusJson;
   t.same(
