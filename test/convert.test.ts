@@ -147,8 +147,10 @@ t.test('GIVEN a conversion killed before each process it starts (the lock, the s
       # The processes a run starts, in order: the sweep kills before each one from the first after
       # the subvolume is made (before it, nothing changes: the checks, without and then with the lock).
       mkdir "$MNT/s0"; small "$MNT/s0/p"
-      strace -f -qq -o "$MNT/s0/trace" -e trace=execve $NC convert "$MNT/s0/p" >/dev/null; echo "traced $?"
-      grep -v ENOENT "$MNT/s0/trace" | grep -o 'execve("[^"]*", \[[^]]*' | sed 1d >"$MNT/s0/children"
+      # -z: only the execs that succeeded, each on one line (without it, a PATH lookup's failed try
+      # on /usr/sbin, interleaved with another process, is printed "unfinished" and counted as a process).
+      strace -f -qq -z -o "$MNT/s0/trace" -e trace=execve $NC convert "$MNT/s0/p" >/dev/null; echo "traced $?"
+      grep -o 'execve("[^"]*", \[[^]]*' "$MNT/s0/trace" | sed 1d >"$MNT/s0/children"
       first=$(( $(grep -n 'subvolume", "create"' "$MNT/s0/children" | cut -d: -f1) + 1 )); total=$(wc -l <"$MNT/s0/children")
       echo "first $first"; echo "total $total"
       sweep() {  # N…: kill before process N, look, run again, look

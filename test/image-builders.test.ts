@@ -187,7 +187,7 @@ section status; node "$CLI" status --root "$R" -p libvirt --json || :
 section status-subvolume; node "$CLI" status --root "$MNT" -p libvirt --json || :
 section hook1; "$R/usr/libexec/nocow-kit/nocow-apply.sh" --root "$R" 2>&1
 section after; observe "$R/var/lib/libvirt/images" "$R/var/lib/machines"
-section hook2; verify strace -f -qq -e trace=execve -e signal=none -o "$A/trace" "$R/usr/libexec/nocow-kit/nocow-apply.sh" --root "$R"
+section hook2; verify strace -f -qq -z -e trace=execve -e signal=none -o "$A/trace" "$R/usr/libexec/nocow-kit/nocow-apply.sh" --root "$R"
 section execs; grep -c execve "$A/trace"
 `,
   });
