@@ -1,7 +1,7 @@
 // Declaration → plan: which files to produce, from which targets, with which root.
 // Pure data; rendering and writing come after.
 import type { Declaration, Target } from './declaration/types.js';
-import { defragWant } from './defrag/policy.js';
+import { defragWant } from './policy.js';
 import { kiwiProblem } from './render/escape.js';
 
 export const ARTIFACTS = [

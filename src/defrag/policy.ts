@@ -1,26 +1,6 @@
-// Which targets nocow defrag works on, and the threshold it defragments a file above. Pure data and
-// pure functions: plan.ts (the defrag-timer units) and the command share them.
-import { REDUNDANT_PROFILES } from '../facts.js';
-import type { Target } from '../declaration/types.js';
-
-/**
- * What a target's `defrag` setting asks for, before the machine is looked at:
- * - `always`: `defrag: on`, or `auto` with `nocow: false` (copy-on-write kept by choice);
- * - `if-redundant`: `auto` with `nocow: true` and `redundancy: keep-checksums`: only where the data
- *   profile turns out redundant (raid1, dup…), where +C is skipped and the files keep copy-on-write;
- * - `never`: `defrag: off`, or `auto` with `redundancy: force-nocow` (+C everywhere: nothing left to defragment).
- */
-export type DefragWant = 'always' | 'if-redundant' | 'never';
-
-export function defragWant(t: Pick<Target, 'nocow' | 'redundancy' | 'defrag'>): DefragWant {
-  const policy = t.defrag ?? 'auto';
-  if (policy === 'off') return 'never';
-  if (policy === 'on' || !t.nocow) return 'always';
-  return t.redundancy === 'force-nocow' ? 'never' : 'if-redundant';
-}
-
-/** A data profile as `btrfs filesystem df` names it, lower case: does it keep the checksums self-healing needs? */
-export const isRedundant = (profile: string | null | undefined): boolean => profile != null && REDUNDANT_PROFILES.includes(profile);
+// The threshold nocow defrag defragments a file above. Pure data and pure functions.
+// The profile and defrag rules are src/policy.ts's; named here too for the defrag command.
+export { defragWant, isRedundant, type DefragWant } from '../policy.js';
 
 /** --min-extents' default: more than this many extents per GiB (at least this many) makes a file worth defragmenting. */
 export const DEFAULT_MIN_EXTENTS = 256;

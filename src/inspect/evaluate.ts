@@ -1,7 +1,7 @@
 // Facts about a target → whether it is as declared (status), and what nocow apply would do (--dry-run).
 // Pure: the same rules as docs/design.md's per-target algorithm, read off the facts, never acted on.
 import type { Facts, Leftover } from './inspect.js';
-import { REDUNDANT_PROFILES } from '../facts.js';
+import { expectsNocow } from '../policy.js';
 import { size } from '../io.js';
 import type { Subject } from './subject.js';
 
@@ -20,7 +20,7 @@ const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? o
 
 /** Why +C is not expected although declared: a redundant profile kept for its checksums. */
 function redundancySkip(s: Subject, f: Facts): string | null {
-  if (!s.nocow || s.redundancy === 'force-nocow' || f.dataProfile === null || !REDUNDANT_PROFILES.includes(f.dataProfile)) return null;
+  if (!s.nocow || expectsNocow(s, f.dataProfile)) return null;
   return `+C skipped: ${f.dataProfile} keeps checksums for self-healing (redundancy: force-nocow overrides)`;
 }
 

@@ -8,7 +8,7 @@ import { assertKickstartSection, commentSafe, rpmEscape, rpmMacroBody, shQuote, 
 import { unitExecHomeWord, unitExecWord, unitPathValue } from './escape.js';
 import { argsLine, repartSubvolumeWord, repartWord, xmlCommentSafe, xmlEscape } from './escape.js';
 import { servicesUsing } from '../declaration/profiles.js';
-import { defragWant } from '../defrag/policy.js';
+import { defragWant } from '../policy.js';
 
 export interface Templates {
   /** The shell library, templates/nocow-lib.sh.ejs (before the facts are filled in: see renderLibrary). */
