@@ -59,3 +59,6 @@ export function showArg(value: string): string {
   if (value !== '' && !/^\s|\s$|[\u0000-\u001f\u007f-\u009f\u2028\u2029\ufffd"]/.test(value)) return value;
   return JSON.stringify(value).replace(/[\u007f-\u009f\u2028\u2029\ufffd]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
+
+/** What a live command refuses to work on, or could not do to one file, in one line (src/host/targets.ts, nocow migrate). */
+export class TargetError extends Error {}

@@ -80,13 +80,16 @@ import {
   statfsSync,
 } from 'node:fs';
 import { dirname } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { execa } from 'execa';
-import { REDUNDANT_PROFILES, TEMP_SUFFIX, temporaryName } from '../facts.js';
+import { CONVERT_MARKER, TEMP_SUFFIX, temporaryName } from '../facts.js';
 import { reasonOf } from '../errors.js';
 import { size } from '../io.js';
-import { inspect } from '../inspect/inspect.js';
-import type { Subject } from '../inspect/subject.js';
+import type { Target } from '../declaration/types.js';
+import { fileSystemName } from '../host/btrfs.js';
+import { identity, openers, openersText } from '../host/openers.js';
+import { probeDirectory, probeProfile } from '../host/probe.js';
+import { run as runTool } from '../host/run.js';
+import { SPACE_MARGIN, settled } from '../host/settle.js';
+import { expectsNocow } from '../policy.js';
 import { aliasesOf, isMountPoint, mountsInsideAnywhere, mountsOfSource, mountTable, shownPoint } from '../host/mounts.js';
 import {
   DIRECT_MIN,
@@ -102,7 +105,6 @@ import {
   type CopyPlan,
   type Kept,
 } from '../migrate/copy.js';
-import { holders, identity, usersText } from './holders.js';
 import {
   at,
   failure,
@@ -124,13 +126,9 @@ import {
 } from './tree.js';
 
 /** On NEW from its creation, on PATH until the old tree is gone: "this subvolume is nocow convert's copy". */
-export const MARKER = 'trusted.nocow-kit.convert';
-// Room for metadata beyond the copy's own blocks: a margin, and some per entry.
-const SPACE_MARGIN = 16 * 1024 * 1024;
+export const MARKER = CONVERT_MARKER;
+// Room for metadata beyond the copy's own blocks: SPACE_MARGIN, and some per entry.
 const SPACE_PER_ENTRY = 4096;
-// As migrate: the copy starts once the clock is past every entry's last change by more than a
-// timestamp tick, so any later write shows in mtime or ctime.
-const TIMESTAMP_TICK_NS = 50_000_000n;
 
 export type Result = 'converted' | 'refused' | 'nothing-to-do' | 'would-convert' | 'failed';
 
@@ -167,19 +165,17 @@ export interface ConvertRequest {
   /** Absolute, symlinks resolved. */
   path: string;
   /** What is declared of it (a declared target's settings, or the defaults for an undeclared path). */
-  subject: Subject;
+  subject: { name: string | null } & Pick<Target, 'subvolume' | 'nocow' | 'redundancy'>;
 }
-
-const TOOL_ENV = { LC_ALL: 'C', PATH: `/usr/sbin:/usr/bin:/sbin:/bin${process.env.PATH ? `:${process.env.PATH}` : ''}` };
 
 class Refusal extends Error {}
 
 /** Runs a tool; throws its first line of stderr, or the signal that ended it. */
 async function run(command: string, args: string[]): Promise<string> {
-  const r = await execa(command, args, { reject: false, env: TOOL_ENV, stdin: 'ignore' });
-  if ((r as { code?: string }).code === 'ENOENT') throw new Error(`${command} is not installed`);
-  if (r.signal || r.exitCode !== 0) throw new Error(failure(command, r));
-  return String(r.stdout);
+  const r = await runTool(command, args);
+  if (r.missing) throw new Error(`${command} is not installed`);
+  if (!r.ok) throw new Error(failure(command, r));
+  return r.stdout;
 }
 
 type Presence = 'missing' | 'dir' | 'other';
@@ -190,8 +186,7 @@ function presence(path: string): Presence {
 }
 
 async function marked(path: string): Promise<boolean> {
-  const r = await execa('getfattr', ['--only-values', '-h', '-n', MARKER, '--', path], { reject: false, env: TOOL_ENV, stdin: 'ignore' });
-  return r.exitCode === 0;
+  return (await runTool('getfattr', ['--only-values', '-h', '-n', MARKER, '--', path])).ok;
 }
 
 async function unmark(path: string): Promise<void> {
@@ -243,12 +238,12 @@ const holdable = (e: Entry) => e.kind === 'dir' || (e.kind === 'file' && e.linkO
  * root; a loop device attached to a file), and how many more; undefined when none is. One scan.
  */
 function inUse(tree: Tree): string | undefined {
-  const users = holders(new Set(tree.entries.filter(holdable).map((e) => identity(e.st))), { places: true });
+  const users = openers(new Set(tree.entries.filter(holdable).map((e) => identity(e.st))), { places: true });
   if (users.size === 0) return undefined;
   const named = tree.entries.filter((e) => holdable(e) && users.has(identity(e.st)));
   const first = named[0]!;
   const more = named.length > 1 ? ` (and ${named.length - 1} more)` : '';
-  return `${shown(first.rel)} is ${usersText(users.get(identity(first.st))!)}${more}`;
+  return `${shown(first.rel)} is ${openersText(users.get(identity(first.st))!)}${more}`;
 }
 
 /** A file's data as copied: what was copied of it, and the SHA-256 of what was read, for the read-back. */
@@ -383,16 +378,9 @@ function removeCopy(path: string): void {
   removeTree(walk(path));
 }
 
-/** The walk of PATH once the clock is past its last change (see TIMESTAMP_TICK_NS). */
+/** The walk of PATH once the clock is past its last change (src/host/settle.ts). */
 async function settledWalk(path: string): Promise<Tree> {
-  let tree = walk(path);
-  for (let tries = 0; tries < 3; tries++) {
-    const age = BigInt(Date.now()) * 1_000_000n - lastChange(tree);
-    if (age >= TIMESTAMP_TICK_NS || age < -1_000_000_000n) break;
-    await sleep(Number((TIMESTAMP_TICK_NS - age) / 1_000_000n) + 1);
-    tree = walk(path);
-  }
-  return tree;
+  return settled(() => walk(path), (tree) => [lastChange(tree)]);
 }
 
 /** Converts one PATH, or finishes an interrupted conversion of it; see the table at the top. */
@@ -477,8 +465,13 @@ async function convertLocked(
     } else throw new Refusal(`${N} is left over and holds files that nocow convert did not put there: left alone`);
   }
 
-  const facts = await inspect({ ...s, path: P, nocow: false, base: '/' }, { root: '/', extents: false });
-  if (facts.fstype !== 'btrfs') throw new Refusal(`not on Btrfs (${facts.fstype ?? 'unknown'})`);
+  const fsName = await fileSystemName(P);
+  if (!('name' in fsName) || fsName.name !== 'btrfs') throw new Refusal(`not on Btrfs (${'name' in fsName ? fsName.name : 'unknown'})`);
+  const problems: string[] = [];
+  const profiled = probeProfile(P);
+  const facts = await probeDirectory(P, lstatSync(P), problems);
+  const { profile, progs, problem } = await profiled;
+  if (problem) problems.push(problem);
   if (facts.subvolume) {
     if (o === 'missing') {
       // Killed after the old tree was removed: only the mark is left to take off.
@@ -494,8 +487,8 @@ async function convertLocked(
   if (facts.mountPoint || isMountPoint(P)) throw new Refusal('a mount point (a file system or a bind mount is mounted there): convert the directory it comes from');
   const mounted = mountsInTheWay(P);
   if (mounted) throw new Refusal(mounted);
-  if (!facts.btrfsProgs) throw new Refusal('btrfs-progs is not installed: a subvolume cannot be made');
-  if (facts.problems.length > 0) throw new Refusal(facts.problems[0]!);
+  if (!progs) throw new Refusal('btrfs-progs is not installed: a subvolume cannot be made');
+  if (problems.length > 0) throw new Refusal(problems[0]!);
   if (o !== 'missing') {
     if (o === 'dir' && readdirSync(O).length === 0) {
       if (dry) notes.push(`would first remove the empty ${O}, left by an interrupted run`);
@@ -507,8 +500,7 @@ async function convertLocked(
   }
 
   const wantC = s.nocow;
-  const profile = facts.dataProfile;
-  if (wantC && profile !== null && REDUNDANT_PROFILES.includes(profile) && !ctx.forceNocow && s.redundancy !== 'force-nocow') {
+  if (wantC && !expectsNocow(s, profile, ctx.forceNocow)) {
     throw new Refusal(`the data profile is ${profile}: +C would remove the checksums its self-healing needs (--force-nocow overrides)`);
   }
 

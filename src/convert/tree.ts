@@ -4,7 +4,8 @@
 // that is not UTF-8 cannot be named through Node's string paths, so it is reported, never skipped.
 import { createHash } from 'node:crypto';
 import { closeSync, constants, lstatSync, openSync, readdirSync, readlinkSync, readSync, rmdirSync, unlinkSync, type BigIntStats } from 'node:fs';
-import { execa } from 'execa';
+import { lsattr } from '../host/attrs.js';
+import { argumentLists, run, type ToolRun } from '../host/run.js';
 
 export type Kind = 'dir' | 'file' | 'symlink' | 'fifo' | 'char' | 'block' | 'socket';
 
@@ -115,36 +116,13 @@ export function lastChange(tree: Tree): bigint {
   return last;
 }
 
-// Well under ARG_MAX, as src/inspect/inspect.ts batches its lsattr calls.
-const ARGS_BYTES = 128 * 1024;
-
-function batches(items: string[]): string[][] {
-  const out: string[][] = [];
-  let current: string[] = [];
-  let size = 0;
-  for (const item of items) {
-    const n = Buffer.byteLength(item) + 1;
-    if (current.length > 0 && size + n > ARGS_BYTES) {
-      out.push(current);
-      current = [];
-      size = 0;
-    }
-    current.push(item);
-    size += n;
-  }
-  if (current.length > 0) out.push(current);
-  return out;
-}
-
 /**
- * Why a program execa ran did not end well: "CMD was killed by SIGKILL" (killed, it has no exit
- * status, and whatever it said before is not why it ended), else "CMD failed: " and its first
- * line of stderr, or its exit status.
+ * Why a program did not end well: "CMD was killed by SIGKILL" (killed, it has no exit status, and
+ * whatever it said before is not why it ended), else "CMD failed: " and its first line of stderr,
+ * or its exit status.
  */
-export const failure = (command: string, r: { signal?: string; exitCode?: number; stderr: unknown }): string =>
-  r.signal ? `${command} was killed by ${r.signal}` : `${command} failed: ${String(r.stderr).split('\n')[0] || `exit status ${r.exitCode}`}`;
-
-const TOOL_ENV = { LC_ALL: 'C', PATH: `/usr/sbin:/usr/bin:/sbin:/bin${process.env.PATH ? `:${process.env.PATH}` : ''}` };
+export const failure = (command: string, r: ToolRun): string =>
+  r.signal ? `${command} was killed by ${r.signal}` : `${command} failed: ${r.stderr.split('\n')[0] || r.spawnError?.message || `exit status ${r.exitCode}`}`;
 
 /**
  * The inode flags (lsattr's first field, e.g. "---------------C------") of the tree's files and
@@ -154,18 +132,13 @@ const TOOL_ENV = { LC_ALL: 'C', PATH: `/usr/sbin:/usr/bin:/sbin:/bin${process.en
 export async function flagsOf(tree: Tree): Promise<Map<string, string>> {
   const flags = new Map<string, string>();
   const rels = tree.entries.filter((e) => e.kind === 'dir' || e.kind === 'file').map((e) => e.rel);
-  for (const batch of batches(rels)) {
+  for (const batch of argumentLists(rels)) {
     const paths = batch.map((rel) => at(tree.root, rel));
-    const r = await execa('lsattr', ['-d', '--', ...paths], { reject: false, env: TOOL_ENV, stdin: 'ignore', stripFinalNewline: false });
-    if ((r as { code?: string }).code === 'ENOENT') throw new Error('lsattr (e2fsprogs) is not installed');
-    const out = String(r.stdout);
-    let pos = 0;
+    const { flags: found, run: r } = await lsattr(paths, { own: true });
+    if (r.missing) throw new Error('lsattr (e2fsprogs) is not installed');
     batch.forEach((rel, i) => {
-      const space = out.indexOf(' ', pos);
-      const line = `${paths[i]}\n`;
-      if (space < 0 || !out.startsWith(line, space + 1)) return;
-      flags.set(rel, out.slice(pos, space));
-      pos = space + 1 + line.length;
+      const f = found.get(paths[i]!);
+      if (f !== undefined) flags.set(rel, f);
     });
     const missing = batch.find((rel) => !flags.has(rel));
     if (missing !== undefined) throw new Error(`cannot read the attributes of ${shown(missing)}: ${failure('lsattr', r)}`);
@@ -194,18 +167,12 @@ export type Xattrs = Map<string, Map<string, string>>;
  * hex, by relative name; one getfattr for the whole tree, symlinks' own included.
  */
 export async function xattrsOf(root: string): Promise<Xattrs> {
-  const r = await execa('getfattr', ['-R', '-P', '-h', '-d', '-m', '-', '-e', 'hex', '.'], {
-    cwd: root,
-    reject: false,
-    env: TOOL_ENV,
-    stdin: 'ignore',
-    maxBuffer: 1024 * 1024 * 1024,
-  });
-  if ((r as { code?: string }).code === 'ENOENT') throw new Error('getfattr (attr) is not installed');
+  const r = await run('getfattr', ['-R', '-P', '-h', '-d', '-m', '-', '-e', 'hex', '.'], { cwd: root });
+  if (r.missing) throw new Error('getfattr (attr) is not installed');
   if (r.exitCode !== 0) throw new Error(`cannot read the xattrs below ${root}: ${failure('getfattr', r)}`);
   const all: Xattrs = new Map();
   let current: Map<string, string> | undefined;
-  for (const line of String(r.stdout).split('\n')) {
+  for (const line of r.stdout.split('\n')) {
     if (line.startsWith('# file: ')) {
       const name = unescapeOctal(line.slice('# file: '.length));
       const rel = name === '.' ? '' : name.startsWith('./') ? name.slice(2) : name;

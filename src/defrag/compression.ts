@@ -10,9 +10,10 @@
 // property and no compress option (compressed under an earlier mount option, or by defragment -c),
 // or btrfs has marked the file incompressible (lsattr `m`: after a write that did not compress,
 // mount -o compress stops trying) while some of it is compressed.
-import { execa } from 'execa';
-import { byName, fdPath, runOn, TOOL_ENV, type OpenFile } from '../host/files.js';
-import { mountOf, type Mount } from '../host/mounts.js';
+import { byName, fdPath, runOn, type OpenFile } from '../host/files.js';
+import { run as runTool } from '../host/run.js';
+import { parseCompressionProperty } from '../host/btrfs.js';
+import { mountOf, mountOptions, type Mount } from '../host/mounts.js';
 
 export interface CompressionChoice {
   /** The algorithm the rewritten file is compressed with; null: stored uncompressed. */
@@ -33,20 +34,20 @@ export function mountCompression(file: OpenFile, mounts: Mount[]): MountCompress
   const mount = mountOf(file.path, mounts);
   if (mount === undefined || mount.fstype !== 'btrfs') return null;
   // Btrfs lists it among the super block's options (mountinfo's last field).
-  const option = [...mount.options.split(','), ...mount.superOptions.split(',')].find((o) => /^compress(-force)?(=|$)/.test(o));
+  const option = mountOptions(mount).find((o) => /^compress(-force)?(=|$)/.test(o));
   const algorithm = option?.split('=')[1]?.split(':')[0] || 'zlib';
   return option === undefined || algorithm === 'no' || algorithm === 'none' ? null : { option, algorithm, force: option.startsWith('compress-force') };
 }
 
 async function run(command: string, args: string[]): Promise<string | undefined> {
-  const r = await execa(command, args, { reject: false, env: TOOL_ENV, stdin: 'ignore' });
-  return r.exitCode === 0 ? String(r.stdout) : undefined;
+  const r = await runTool(command, args);
+  return r.ok ? r.stdout : undefined;
 }
 
 /** The file's `compression` property (set by btrfs property set, or chattr +c); null when none. */
 async function property(file: OpenFile): Promise<string | null> {
   const r = await runOn([file], 'btrfs', ['property', 'get', '--', fdPath(0), 'compression']);
-  return r.exitCode === 0 ? (/^compression=(\S+)/m.exec(r.stdout)?.[1] ?? null) : null;
+  return r.exitCode === 0 ? parseCompressionProperty(r.stdout) : null;
 }
 
 /** lsattr's `m` (no-compress: btrfs gave up compressing the file). */

@@ -15,19 +15,17 @@
 // Files are reached by their names as bytes and handed to the tools by descriptor
 // (src/host/files.ts), so every file is defragmented or named with its reason, whatever its name.
 import { fstatSync } from 'node:fs';
-import { lstat, readdir, statfs } from 'node:fs/promises';
-import { execa } from 'execa';
+import { lstat, readdir } from 'node:fs/promises';
 import { TEMP_SUFFIX } from '../facts.js';
 import { firstInvalidUtf8, nameText, size as sizeText } from '../io.js';
-import { closeAll, fdPath, FILES_PER_CHILD, isOpen, openRegular, runOn, TOOL_ENV, type OpenFile } from '../host/files.js';
+import { closeAll, fdPath, FILES_PER_CHILD, isOpen, openRegular, runOn, type OpenFile } from '../host/files.js';
+import { dataProfile as profileOf } from '../host/btrfs.js';
+import { extentSummaries as extentMaps, type ExtentSummary as ExtentMap } from '../host/filefrag.js';
 import { mountsInside, mountTable } from '../host/mounts.js';
-import { extentMaps, type ExtentMap } from './extents.js';
 import { chooseCompression, mountCompression, type CompressionChoice } from './compression.js';
 import { extentLimit } from './policy.js';
 import { readRecords, RECORD_XATTR, stillHolds, writeRecord } from './record.js';
-import { identity, writers } from './writers.js';
-
-const BTRFS_SUPER_MAGIC = 0x9123683e;
+import { identity, openers, withName } from '../host/openers.js';
 
 export interface DefragOptions {
   /** More than this many extents per GiB (at least this many) makes a file a candidate. */
@@ -67,16 +65,12 @@ export interface Outcome {
   notable: boolean;
 }
 
-/** Whether PATH is on Btrfs, and if not, what `stat -f` calls its file system. */
-export async function onBtrfs(path: string): Promise<boolean> {
-  const fs = await statfs(path);
-  return Number(fs.type) === BTRFS_SUPER_MAGIC;
-}
+// Named here too for the command.
+export { onBtrfs } from '../host/btrfs.js';
 
 /** The data profile of the Btrfs holding PATH, lower case ("single", "raid1"…); null when btrfs-progs cannot tell. */
 export async function dataProfile(path: string): Promise<string | null> {
-  const r = await execa('btrfs', ['filesystem', 'df', '--', path], { reject: false, env: TOOL_ENV, stdin: 'ignore' });
-  return /^Data(?:\+Metadata)?, ([A-Za-z0-9]+):/m.exec(String(r.stdout ?? ''))?.[1]?.toLowerCase() ?? null;
+  return (await profileOf(path)).profile;
 }
 
 const MIGRATE_SUFFIX = Buffer.from(TEMP_SUFFIX.migrate);
@@ -222,7 +216,9 @@ export async function defragFiles(files: Buffer[], opts: DefragOptions, progress
   }
 
   // One pass over /proc for every candidate; a file opened after it is defragmented all the same (that is safe, only slower).
-  const busy = writers(new Set(candidates.map((c) => c.key)));
+  const busy = new Map(
+    [...openers(new Set(candidates.map((c) => c.key)), { writersOnly: true })].map(([key, who]) => [key, who.map((w) => (w.startsWith('/') ? w : `process ${withName(w)}`))]),
+  );
   const mounts = mountTable();
   for (const c of candidates) {
     const report = base(c.path, c.size, c.map, c.threshold);

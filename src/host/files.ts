@@ -7,12 +7,9 @@
 // swapped meanwhile. filefrag, btrfs filesystem defragment, btrfs property and getfattr/setfattr
 // open the path given and so follow the link to the file. lsattr and compsize lstat it first and
 // refuse a symlink; for those, `byName` has sh turn octal escapes back into the name's bytes.
-import { spawn } from 'node:child_process';
 import { closeSync, constants, fstatSync, openSync, readFileSync, readlinkSync, type BigIntStats } from 'node:fs';
 import { nameText } from '../io.js';
-
-// As the shell library's nocow_init: sbin first, where filefrag lives on most distributions.
-export const TOOL_ENV = { LC_ALL: 'C', PATH: `/usr/sbin:/usr/bin:/sbin:/bin${process.env.PATH ? `:${process.env.PATH}` : ''}` };
+import { run, type ToolRun } from './run.js';
 
 /** A regular file opened to be handed to programs, and what fstat said of it then. */
 export interface OpenFile {
@@ -68,34 +65,13 @@ export function closeAll(files: readonly OpenFile[]): void {
 /** The name a program started by `runOn` knows the I-th file by. */
 export const fdPath = (i: number): string => `/proc/self/fd/${3 + i}`;
 
-/** What a program run by `runOn` did: its exit status (null: it could not start or was killed), its output as text. */
-export interface ToolRun {
-  exitCode: number | null;
-  stdout: string;
-  stderr: string;
-  /** It could not be started (ENOENT: not installed). */
-  missing: boolean;
-}
-
 /**
- * Runs COMMAND ARGS… (TOOL_ENV, stdin closed) with FILES as its descriptors 3, 4…, named fdPath(i).
- * child_process rather than execa: execa sets each extra stdio entry up at a cost (measured: a
- * filefrag handed 200 descriptors took 100 ms a call through execa, 15 ms through spawn).
+ * Runs COMMAND ARGS… (src/host/run.ts) with FILES as its descriptors 3, 4…, named fdPath(i); why it
+ * could not start, if it could not, is in its stderr.
  */
-export function runOn(files: readonly OpenFile[], command: string, args: string[]): Promise<ToolRun> {
-  return new Promise((done) => {
-    const child = spawn(command, args, { env: { ...process.env, ...TOOL_ENV }, stdio: ['ignore', 'pipe', 'pipe', ...files.map((f) => f.fd)] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout!.on('data', (b: Buffer) => out.push(b));
-    child.stderr!.on('data', (b: Buffer) => err.push(b));
-    let missing = false;
-    child.on('error', (e: NodeJS.ErrnoException) => {
-      missing = e.code === 'ENOENT';
-      err.push(Buffer.from(`${command}: ${e.message}`));
-    });
-    child.on('close', (code) => done({ exitCode: code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), missing }));
-  });
+export async function runOn(files: readonly OpenFile[], command: string, args: string[]): Promise<ToolRun> {
+  const r = await run(command, args, { fds: files.map((f) => f.fd) });
+  return r.spawnError ? { ...r, stderr: `${r.stderr}${command}: ${r.spawnError.message}` } : r;
 }
 
 /**

@@ -16,10 +16,10 @@
 //   - without flock(1): the atomic `mkdir DIR/.nocow-kit.lock` holding a directory named after the
 //     owner's PID, taken over by a rename when that PID is gone (or no PID appeared within 5 s).
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, renameSync, rmdirSync, statSync } from 'node:fs';
-import { spawn } from 'node:child_process';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LOCK_DIR } from '../facts.js';
+import { run, type ToolRun } from './run.js';
 
 /** As long as the shell library waits (nocow_lock: flock -w 300, or 3000 tries of 0.1 s). */
 const WAIT_S = 300;
@@ -33,8 +33,6 @@ export interface Lock {
 }
 
 export class LockError extends Error {}
-
-const TOOL_ENV = { LC_ALL: 'C', PATH: `/usr/sbin:/usr/bin:/sbin:/bin${process.env.PATH ? `:${process.env.PATH}` : ''}` };
 
 /** The directory whose lock guards PATH (absolute): the one holding it, or, while that is missing, its nearest existing ancestor. */
 export function guardOf(path: string): string {
@@ -100,7 +98,7 @@ async function lockDirectory(dir: string, waiting: (dir: string) => void): Promi
   if (r.exitCode !== 0) {
     closeSync(fd);
     // Killed, flock has no exit status: not a wait that ran out.
-    const why = r.signal ? `flock was killed by ${r.signal}` : r.stderr.split('\n')[0];
+    const why = r.signal ? `flock was killed by ${r.signal}` : r.stderr.split('\n')[0] || r.spawnError?.message;
     throw new LockError(why ? `cannot lock ${dir}: ${why}` : `another nocow run has held ${dir} for 5 minutes`);
   }
   let held = true;
@@ -115,14 +113,8 @@ async function lockDirectory(dir: string, waiting: (dir: string) => void): Promi
 }
 
 /** `flock ARGS… 3`, its descriptor 3 being FD: the lock is taken on our open file, and stays with it. */
-function flock(args: string[], fd: number): Promise<{ exitCode: number | null; signal: NodeJS.Signals | null; stderr: string; missing: boolean }> {
-  return new Promise((resolve) => {
-    const child = spawn('flock', [...args, '3'], { stdio: ['ignore', 'ignore', 'pipe', fd], env: { ...process.env, ...TOOL_ENV } });
-    let stderr = '';
-    child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('error', (error: NodeJS.ErrnoException) => resolve({ exitCode: null, signal: null, stderr: error.message, missing: error.code === 'ENOENT' }));
-    child.on('close', (exitCode, signal) => resolve({ exitCode, signal, stderr, missing: false }));
-  });
+function flock(args: string[], fd: number): Promise<ToolRun> {
+  return run('flock', [...args, '3'], { fds: [fd], ignoreStdout: true });
 }
 
 function alive(pid: number): boolean {

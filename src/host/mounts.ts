@@ -80,6 +80,9 @@ function join(base: Buffer, tail: Buffer): Buffer {
   return Buffer.concat([base, tail]);
 }
 
+/** A mount's options, per-mount and the super block's (Btrfs lists compress=… among the latter), as /proc/self/mounts shows them together. */
+export const mountOptions = (m: Mount): string[] => [...m.options.split(','), ...m.superOptions.split(',')];
+
 /** A mount's point, for a line: UTF-8 where it is, else as Node reads the bytes. */
 export const shownPoint = (m: Mount): string => m.point.toString('utf8');
 

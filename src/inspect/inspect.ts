@@ -1,11 +1,14 @@
 // Probing a target on disk: the facts status reports and apply --dry-run plans from.
 // The same questions the shell library asks (stat -f, inode 256, lsattr, btrfs filesystem df),
 // answered by the same programs, so the two cannot disagree about what they see.
-import type { spawn as Spawn } from 'node:child_process';
-import { lstat, opendir, readdir, stat, statfs } from 'node:fs/promises';
-import { StringDecoder } from 'node:string_decoder';
+import { lstat, readdir, stat } from 'node:fs/promises';
 import { CONVERT_MARKER, TEMP_SUFFIX, frozenBy, isFileTemporary, temporaryName } from '../facts.js';
-import { mountsInside } from '../host/mounts.js';
+import { lsattrFlags } from '../host/attrs.js';
+import { fileSystemName, mightBeSubvolume, parseCompressionProperty } from '../host/btrfs.js';
+import { filefragCounts } from '../host/filefrag.js';
+import { mountOf, mountOptions, mountsInside } from '../host/mounts.js';
+import { isEmpty, probeDirectory, probeProfile } from '../host/probe.js';
+import { batcher, run as tool } from '../host/run.js';
 import { joinBase, relativePath, type Subject } from './subject.js';
 
 export interface CowFile {
@@ -88,80 +91,6 @@ export interface InspectOptions {
   extents?: boolean;
 }
 
-interface ToolResult {
-  ok: boolean;
-  /** The program is not installed. */
-  missing: boolean;
-  stdout: string;
-  /** First line of stderr. */
-  error: string;
-}
-
-// As the shell library's nocow_init: sbin first, where btrfs lives on most distributions.
-const toolEnv = (): NodeJS.ProcessEnv => ({ ...process.env, LC_ALL: 'C', PATH: `/usr/sbin:/usr/bin:/sbin:/bin${process.env.PATH ? `:${process.env.PATH}` : ''}` });
-
-/** What stderr keeps of a program: enough for its first line. */
-const STDERR_KEPT = 4096;
-
-// Imported at the first program run: a target that is missing, or not on Btrfs, needs none.
-let spawner: Promise<typeof Spawn> | undefined;
-
-/**
- * Runs a program (node:child_process: execa costs about 65 ms to import), stdin empty. Its
- * stdout goes to `onStdout` as it comes when given (kept out of the result), else into `stdout`.
- */
-async function tool(command: string, args: string[], opts: { cwd?: string; onStdout?: (text: string) => void } = {}): Promise<ToolResult> {
-  const spawn = await (spawner ??= import('node:child_process').then((m) => m.spawn));
-  return new Promise((resolve) => {
-    const child = spawn(command, args, { cwd: opts.cwd, env: toolEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const decoder = new StringDecoder('utf8');
-    let err = Buffer.alloc(0);
-    let spawnError: NodeJS.ErrnoException | undefined;
-    child.stdout.on('data', (chunk: Buffer) => (opts.onStdout ? opts.onStdout(decoder.write(chunk)) : out.push(chunk)));
-    child.stderr.on('data', (chunk: Buffer) => {
-      if (err.length < STDERR_KEPT) err = Buffer.concat([err, chunk]);
-    });
-    child.on('error', (error: NodeJS.ErrnoException) => (spawnError = error));
-    let cwdThere = true;
-    child.on('close', async (code, signal) => {
-      if (spawnError?.code === 'ENOENT' && opts.cwd !== undefined) cwdThere = await exists(opts.cwd);
-      if (opts.onStdout) opts.onStdout(decoder.end());
-      // ENOENT from spawn: the program, or the directory it was to run in, is not there.
-      const missing = spawnError?.code === 'ENOENT' && (opts.cwd === undefined || cwdThere);
-      const reason = spawnError
-        ? cwdThere
-          ? `${command}: ${spawnError.message}`
-          : `${command}: cannot run in ${opts.cwd}: no such directory`
-        : signal !== null
-          ? `${command} was killed by ${signal}`
-          : `${command} failed with exit status ${code}`;
-      // Killed, it has no exit status, and whatever it said before is not why it ended.
-      const error = (signal === null && err.toString('utf8').split('\n')[0]) || (missing ? `${command}: not installed` : reason);
-      resolve({ ok: spawnError === undefined && code === 0, missing, stdout: Buffer.concat(out).toString('utf8'), error });
-    });
-  });
-}
-
-/**
- * The names `stat -f -c %T` (coreutils) gives the statfs(2) magic numbers met most; the shell
- * library asks stat, which reads the same number. Any other file system: stat itself names it.
- */
-const BTRFS_MAGIC = 0x9123683e;
-const FS_NAMES: ReadonlyMap<number, string> = new Map([
-  [BTRFS_MAGIC, 'btrfs'],
-  [0xef53, 'ext2/ext3'],
-  [0x58465342, 'xfs'],
-  [0x01021994, 'tmpfs'],
-]);
-
-/** `stat -f -c %T PATH`, without a process where the magic number is a known one. */
-async function fileSystemType(path: string): Promise<ToolResult> {
-  const known = await statfs(path).then((st) => FS_NAMES.get(st.type >>> 0), () => undefined);
-  if (known !== undefined) return { ok: true, missing: false, stdout: `${known}\n`, error: '' };
-  return tool('stat', ['-f', '-c', '%T', '--', path]);
-}
-
 const exists = (path: string) => lstat(path).then(() => true, () => false);
 
 /** A tmpfiles.d snippet masked the way systemd-tmpfiles and the shell library read it: /dev/null, or empty. */
@@ -221,6 +150,19 @@ async function nearestDirectory(path: string): Promise<string> {
   return p;
 }
 
+/** The directory's btrfs `compression` property ("zstd", "lzo"…); null when unset or unreadable. */
+async function compressionProperty(path: string): Promise<string | null> {
+  const get = await tool('btrfs', ['property', 'get', '--', path, 'compression']);
+  return get.ok ? parseCompressionProperty(get.stdout) : null;
+}
+
+/** The compress-force option of the Btrfs mount holding PATH. */
+function compressForce(path: string): string | null {
+  const mount = mountOf(path);
+  if (mount === undefined || mount.fstype !== 'btrfs') return null;
+  return mountOptions(mount).find((o) => o.startsWith('compress-force')) ?? null;
+}
+
 async function nearestExisting(path: string): Promise<string> {
   let p = path;
   while (!(await exists(p))) {
@@ -229,147 +171,6 @@ async function nearestExisting(path: string): Promise<string> {
     p = p.slice(0, cut);
   }
   return p;
-}
-
-/** The data profile as the shell library reads it: the first line of `btrfs filesystem df`. */
-async function dataProfile(path: string): Promise<{ profile: string | null; progs: boolean; problem?: string }> {
-  const df = await tool('btrfs', ['filesystem', 'df', '--', path]);
-  if (df.missing) return { profile: null, progs: false };
-  const m = /^[^,\n]*, ([^:\n]+):/.exec(df.stdout);
-  if (!df.ok || !m) return { profile: null, progs: true, problem: `cannot read the data profile of ${path}: ${df.error}` };
-  return { profile: m[1]!.toLowerCase(), progs: true };
-}
-
-/** systemd's btrfs_is_subvol(): a directory on Btrfs whose inode is 256, told without a process. */
-async function mightBeSubvolume(path: string): Promise<boolean | null> {
-  const [fs, st] = await Promise.all([statfs(path).catch(() => undefined), stat(path).catch(() => undefined)]);
-  if (fs === undefined || st === undefined) return null;
-  return (fs.type >>> 0) === BTRFS_MAGIC && st.isDirectory() && st.ino === 256;
-}
-
-/** Inode 256 is a subvolume's root on Btrfs; btrfs subvolume show confirms it where it can. */
-async function isSubvolume(path: string, inode: number): Promise<boolean> {
-  if (inode !== 256) return false;
-  const show = await tool('btrfs', ['subvolume', 'show', '--', path]);
-  // Without btrfs-progs, or without the privileges show needs, the inode number alone decides.
-  return show.ok || !/not a btrfs subvolume/i.test(show.error);
-}
-
-/** The directory's own flags as lsattr prints them ("----C-…"); null when they cannot be read. */
-async function dirFlags(path: string, problems: string[]): Promise<string | null> {
-  const ls = await tool('lsattr', ['-d', '--', path]);
-  if (!ls.ok) {
-    problems.push(`cannot read the attributes of ${path}: ${ls.error}`);
-    return null;
-  }
-  return ls.stdout.split(' ')[0]!;
-}
-
-/** The directory's btrfs `compression` property ("zstd", "lzo"…); null when unset or unreadable. */
-async function compressionProperty(path: string): Promise<string | null> {
-  const get = await tool('btrfs', ['property', 'get', '--', path, 'compression']);
-  const m = /^compression=(\S+)/m.exec(get.stdout);
-  return get.ok && m ? m[1]! : null;
-}
-
-/** The compress-force option of the mount holding PATH (the longest mount point above it), from /proc/self/mounts. */
-async function compressForce(path: string): Promise<string | null> {
-  const { readFile } = await import('node:fs/promises');
-  const mounts = await readFile('/proc/self/mounts', 'utf8').catch(() => '');
-  let best = '';
-  let option: string | null = null;
-  for (const line of mounts.split('\n')) {
-    const [, rawPoint, type, options] = line.split(' ');
-    if (rawPoint === undefined || type === undefined || options === undefined) continue;
-    const point = rawPoint.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-    const within = point === '/' || path === point || path.startsWith(`${point}/`);
-    if (!within || point.length < best.length) continue;
-    best = point;
-    option = type === 'btrfs' ? (options.split(',').find((o) => o.startsWith('compress-force')) ?? null) : null;
-  }
-  return option;
-}
-
-async function isEmpty(path: string, problems: string[]): Promise<boolean | null> {
-  try {
-    const dir = await opendir(path);
-    const first = await dir.read();
-    await dir.close();
-    return first === null;
-  } catch (err) {
-    problems.push(`cannot read the directory ${path}: ${(err as Error).message}`);
-    return null;
-  }
-}
-
-// Well under ARG_MAX (2 MiB on Linux, environment included), so any number of files takes few processes.
-const ARGS_BYTES = 128 * 1024;
-
-/** `FLAGS NAME` per file, in argument order. Walking the known names (rather than splitting
- * lines) keeps names with spaces or newlines intact; a file lsattr failed on has no line. */
-function lsattrFlags(out: string, files: string[]): Map<string, string> {
-  const found = new Map<string, string>();
-  let at = 0;
-  for (const file of files) {
-    const space = out.indexOf(' ', at);
-    if (space < 0) break;
-    const line = `${file}\n`;
-    if (!out.startsWith(line, space + 1)) continue;
-    found.set(file, out.slice(at, space));
-    at = space + 1 + line.length;
-  }
-  return found;
-}
-
-const EXTENTS = /^(\d+) extents? found[^\n]*\n/;
-
-/** `NAME: N extents found` per file, read like lsattrFlags. */
-function filefragExtents(out: string, files: string[]): Map<string, number> {
-  const found = new Map<string, number>();
-  let at = 0;
-  for (const file of files) {
-    const head = `${file}: `;
-    if (!out.startsWith(head, at)) continue;
-    const m = EXTENTS.exec(out.slice(at + head.length, at + head.length + 200));
-    if (!m) continue;
-    found.set(file, Number(m[1]));
-    at += head.length + m[0].length;
-  }
-  return found;
-}
-
-/**
- * Names gathered into argument lists of at most ARGS_BYTES, each handed to `run` when full;
- * the runs go one after the other (as xargs runs them), while the caller goes on gathering.
- */
-function batcher<T>(name: (item: T) => string, run: (items: T[], names: string[]) => Promise<void>) {
-  let items: T[] = [];
-  let names: string[] = [];
-  let bytes = 0;
-  let chain = Promise.resolve();
-  const flush = (): void => {
-    if (items.length === 0) return;
-    const [batch, batchNames] = [items, names];
-    items = [];
-    names = [];
-    bytes = 0;
-    chain = chain.then(() => run(batch, batchNames));
-  };
-  return {
-    add(item: T): void {
-      const n = name(item);
-      const size = Buffer.byteLength(n) + 1;
-      if (items.length > 0 && bytes + size > ARGS_BYTES) flush();
-      items.push(item);
-      names.push(n);
-      bytes += size;
-    },
-    /** Runs what is left; resolves when every run has ended. */
-    async end(): Promise<void> {
-      flush();
-      await chain;
-    },
-  };
 }
 
 /**
@@ -416,7 +217,7 @@ async function cowFiles(dir: string, extents: boolean, problems: string[], lefto
         filefragMissing = true;
         return;
       }
-      const counts = filefragExtents(run.stdout, names);
+      const counts = filefragCounts(run.stdout, names);
       for (const c of batch) c.extents = counts.get(c.path) ?? null;
     },
   );
@@ -519,12 +320,12 @@ export async function inspect(subject: Subject, opts: InspectOptions): Promise<F
   facts.location = location;
 
   const ancestor = await nearestExisting(location);
-  const fs = await fileSystemType(ancestor);
-  if (!fs.ok) {
+  const fs = await fileSystemName(ancestor);
+  if ('error' in fs) {
     problems.push(`cannot tell the file system of ${ancestor}: ${fs.error}`);
     return facts;
   }
-  facts.fstype = fs.stdout.trim();
+  facts.fstype = fs.name;
   const st = await lstat(location).catch(() => undefined);
   facts.exists = st !== undefined;
   facts.directory = st?.isDirectory() ?? false;
@@ -536,17 +337,14 @@ export async function inspect(subject: Subject, opts: InspectOptions): Promise<F
   if (subject.scope === 'system') facts.rootSubvolume = await mightBeSubvolume(subject.base);
 
   // btrfs filesystem df wants a directory: the nearest one, when the path is a file.
-  const profile = dataProfile(await nearestDirectory(ancestor));
+  const profile = probeProfile(await nearestDirectory(ancestor));
   if (st?.isDirectory()) {
-    const [subvolume, flags, empty, parent, files, property, force] = await Promise.all([
-      isSubvolume(location, st.ino),
-      dirFlags(location, problems),
-      isEmpty(location, problems),
-      stat(`${location}/..`).catch(() => undefined),
+    const [{ subvolume, flags, empty, mountPoint }, files, property] = await Promise.all([
+      probeDirectory(location, st, problems),
       subject.nocow ? cowFiles(location, opts.extents ?? true, problems, facts.leftovers) : null,
       subject.nocow ? compressionProperty(location) : null,
-      subject.nocow ? compressForce(location) : null,
     ]);
+    const force = subject.nocow ? compressForce(location) : null;
     const nocow = flags === null ? null : flags.includes('C');
     const compression: Compression[] = [];
     // chattr +c and the compression property are one inode flag; the property names the algorithm.
@@ -554,8 +352,7 @@ export async function inspect(subject: Subject, opts: InspectOptions): Promise<F
     if (force !== null) compression.push({ kind: 'mount', option: force });
     facts.compression = compression;
     facts.subvolume = subvolume;
-    // As the shell library tells them: another device with another inode than 256 is a mount point.
-    facts.mountPoint = st.ino !== 256 && parent !== undefined && st.dev !== parent.dev;
+    facts.mountPoint = mountPoint;
     facts.nocow = nocow;
     facts.frozen = frozenBy(flags ?? undefined) ?? null;
     facts.empty = empty;

@@ -59,9 +59,6 @@ import {
   lstatSync,
   mkdtempSync,
   openSync,
-  readdirSync,
-  readFileSync,
-  readlinkSync,
   renameSync,
   rmSync,
   statSync,
@@ -69,27 +66,29 @@ import {
   unlinkSync,
   type BigIntStats,
 } from 'node:fs';
-import { lstat, readdir, readlink, realpath, statfs } from 'node:fs/promises';
+import { lstat, readdir, statfs } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { basename, dirname, join, resolve } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { basename, dirname, join } from 'node:path';
 import { DIRECT_MIN, Mismatch, READ_BACK, ShortRead, WRITE_DIRECT, copyData, planCopy, verifyCopy, writesDirect, type CopyPlan, type Kept } from './copy.js';
-import { argumentLists, extentCounts, flagsOf, tool } from './tools.js';
-import { REDUNDANT_PROFILES, TEMP_SUFFIX, frozenBy, refusedTarget, temporaryName as temporaryBeside } from '../facts.js';
+import { TEMP_SUFFIX, frozenBy, temporaryName as temporaryBeside } from '../facts.js';
 import { nameText, size } from '../io.js';
-import { mountTable, mountsInside, refusedAlias, shownPoint } from '../host/mounts.js';
-import { reasonOf } from '../errors.js';
+import { chattr, flagsOf } from '../host/attrs.js';
+import { dataProfile, isBtrfsType } from '../host/btrfs.js';
+import { extentCounts } from '../host/filefrag.js';
+import { mountsInside, shownPoint } from '../host/mounts.js';
+import { identity, openers } from '../host/openers.js';
+import { argumentLists, run as tool } from '../host/run.js';
+import { SPACE_MARGIN, settled } from '../host/settle.js';
+import { isRedundant } from '../policy.js';
+import { reasonOf, TargetError as MigrateError } from '../errors.js';
 
-const BTRFS_SUPER_MAGIC = 0x9123683e;
+// Shared with nocow convert: named here too for the command.
+export { resolveTargets } from '../host/targets.js';
+export { TargetError as MigrateError } from '../errors.js';
+
 /** A batch: at most so many files, so many bytes (a file of DIRECT_MIN or more goes alone). */
 const BATCH_FILES = 256;
 const BATCH_BYTES = 64 * 1024 * 1024;
-// Room for metadata beyond the copy's own blocks.
-const SPACE_MARGIN = 16 * 1024 * 1024;
-// File timestamps come from a clock that advances by ticks of a few milliseconds (1–10 ms):
-// a write within the tick of the last change could leave mtime and ctime as they were.
-// The copy starts only once the clock is this far past the file's last change.
-const TIMESTAMP_TICK_NS = 50_000_000n;
 
 export interface Candidate {
   path: string;
@@ -113,8 +112,6 @@ export interface MigrateOptions {
   dryRun?: boolean;
 }
 
-export class MigrateError extends Error {}
-
 /** Where the copy of PATH is made: hidden, beside it, always a valid name. */
 export const temporaryName = (path: string) => temporaryBeside(path, TEMP_SUFFIX.migrate, '.');
 /** The original's second name while it is swapped with its copy (step 1). */
@@ -127,86 +124,7 @@ const isSecondName = (name: string) => name.startsWith('.') && (name.endsWith(TE
 /** Any name migrate gives a file of its own beside PATH: never a file to migrate. */
 const isTemporaryName = (name: string) => (name.startsWith('.') && name.endsWith(TEMP_SUFFIX.migrate)) || isSecondName(name);
 
-export const identity = (info: { dev: bigint; ino: bigint }) => `${info.dev}:${info.ino}`;
-
-export async function extentCount(path: string): Promise<number | undefined> {
-  return (await extentCounts([path])).get(path);
-}
-
-async function dataProfile(path: string): Promise<string | undefined> {
-  const result = await tool('btrfs', ['filesystem', 'df', '--', path]);
-  // Lower case, as nocow status and btrfs(8)'s own documentation spell it ("raid1", not "RAID1").
-  return /^Data(?:\+Metadata)?, ([A-Za-z0-9]+):/m.exec(result.stdout)?.[1]?.toLowerCase();
-}
-
-/**
- * Which of the files WANTED ("dev:ino") other processes hold open or have mapped (their PIDs)
- * or loop devices are attached to ("/dev/loopN"): one pass over /proc (the processes we may
- * look at) and /sys/block. By device and inode, not by the text of the links, so a path
- * through a symlink, a bind mount or a chroot counts too. WANTED may name directories: an
- * open one is found as an open file is; with `places`, so is a process's working directory
- * ("PID cwd") or root ("PID root") that is one of them.
- * Synchronous: a pass takes milliseconds (about 7 ms for 100 processes), ten times less than
- * with a promise per entry, and the last one is the window before the rename.
- */
-export function holders(wanted: Set<string>, opts: { places?: boolean } = {}): Map<string, string[]> {
-  const found = new Map<string, string[]>();
-  if (wanted.size === 0) return found;
-  const inodes = new Set([...wanted].map((key) => key.slice(key.indexOf(':') + 1)));
-  const note = (key: string, holder: string) => {
-    if (!wanted.has(key)) return;
-    const known = found.get(key) ?? [];
-    if (!known.includes(holder)) found.set(key, [...known, holder]);
-  };
-  // A process may end, or close the descriptor, at any moment of the pass.
-  const attempt = <T>(read: () => T, otherwise: T): T => {
-    try {
-      return read();
-    } catch {
-      return otherwise;
-    }
-  };
-  const statOf = (link: string) => attempt<BigIntStats | undefined>(() => statSync(link, { bigint: true }), undefined);
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
-    // No fdinfo names their inode: stat'ed (for a process sitting on a hung network mount, that waits).
-    for (const place of opts.places ? ['cwd', 'root'] : []) {
-      const info = statOf(`/proc/${entry}/${place}`);
-      if (info) note(identity(info), `${entry} ${place}`);
-    }
-    for (const fd of attempt(() => readdirSync(`/proc/${entry}/fd`), [] as string[])) {
-      // Sockets, pipes and anonymous inodes ("socket:[…]") are not files of ours.
-      if (!attempt(() => readlinkSync(`/proc/${entry}/fd/${fd}`), '').startsWith('/')) continue;
-      // fdinfo names the inode without touching its file system (a hung network mount would
-      // hang a stat); when it does and the number is none of ours, the stat is not needed.
-      const fdinfo = attempt(() => readFileSync(`/proc/${entry}/fdinfo/${fd}`, 'utf8'), '');
-      const ino = /^ino:\s*(\d+)$/m.exec(fdinfo)?.[1];
-      if (ino !== undefined && !inodes.has(ino)) continue;
-      const info = statOf(`/proc/${entry}/fd/${fd}`);
-      if (info) note(identity(info), entry);
-    }
-    // A shared mapping writes into the file after its descriptor is closed.
-    for (const line of attempt(() => readFileSync(`/proc/${entry}/maps`, 'utf8'), '').split('\n')) {
-      const [range, , , , ino] = line.split(/\s+/); // "START-END PERMS OFFSET MAJOR:MINOR INODE PATH"
-      if (!range || !ino || !inodes.has(ino)) continue;
-      const info = statOf(`/proc/${entry}/map_files/${range}`);
-      // Without map_files (not root), the inode number alone: better a refusal than a lost write.
-      if (info) note(identity(info), entry);
-      else for (const key of wanted) if (key.endsWith(`:${ino}`)) note(key, entry);
-    }
-  }
-  // A loop device writes into its backing file with no process holding it.
-  for (const device of attempt(() => readdirSync('/sys/block'), [] as string[])) {
-    if (!device.startsWith('loop')) continue;
-    const backing = attempt(() => readFileSync(`/sys/block/${device}/loop/backing_file`, 'utf8'), '').replace(/\n$/, '');
-    if (!backing.startsWith('/') || backing.endsWith(' (deleted)')) continue;
-    const info = statOf(backing);
-    if (info) note(identity(info), `/dev/${device}`);
-  }
-  return found;
-}
-
-/** What holders() found, as the reason: "open by process 12, 34", "attached to /dev/loop0", or both. */
+/** What openers() found, as the reason: "open by process 12, 34", "attached to /dev/loop0", or both. */
 function openRefusal(users: string[]): string {
   const pids = users.filter((u) => !u.startsWith('/'));
   const devices = users.filter((u) => u.startsWith('/'));
@@ -247,22 +165,6 @@ async function regularFilesBelow(dir: string): Promise<{ files: string[]; second
 }
 
 /**
- * The real path of PATH (absolute) whose last segment is missing, or a symlink to a missing one
- * (as a conversion killed between its renames leaves it): its parent resolved, the name kept;
- * undefined when the parent cannot be resolved either.
- */
-export async function realpathOfMissing(path: string, hops = 0): Promise<string | undefined> {
-  const parent = await realpath(dirname(path)).catch(() => undefined);
-  if (parent === undefined) return undefined;
-  const named = join(parent, basename(path));
-  const link = await readlink(named).catch(() => undefined);
-  if (link === undefined) return named;
-  // As the kernel gives up (ELOOP).
-  if (hops >= 40) return undefined;
-  return realpathOfMissing(link.startsWith('/') ? link : `${parent}/${link}`, hops + 1);
-}
-
-/**
  * The copies an interrupted run left (.NAME.nocow-migrate, .nocow-CKSUM.nocow-migrate): below each
  * directory of PATHS, beside each file. Never the only copy of anything (the rename over the
  * original is a run's last step), so a later run removes them: those of the files it rewrites as
@@ -287,7 +189,7 @@ export async function leftoversOf(paths: string[]): Promise<{ path: string; size
 export function removeLeftovers(leftovers: string[]): Map<string, string> {
   const kept = new Map<string, string>();
   const infos = new Map(leftovers.map((path) => [path, lstatSync(path, { bigint: true, throwIfNoEntry: false })]));
-  const open = holders(new Set([...infos.values()].filter((i) => i !== undefined).map(identity)));
+  const open = openers(new Set([...infos.values()].filter((i) => i !== undefined).map(identity)));
   for (const [path, info] of infos) {
     if (info === undefined) continue;
     const users = open.get(identity(info));
@@ -302,27 +204,6 @@ export function removeLeftovers(leftovers: string[]): Map<string, string> {
     }
   }
   return kept;
-}
-
-/**
- * The paths given on the command line, each resolved to its real path, or the first
- * refusal: a system directory, anything below /etc, /usr…, whether as given, resolved, or as
- * the same directory is seen through another mount of its file system (/var/lib and /t/top/lib
- * when one Btrfs is mounted at /var and at /t/top). Nothing is read but the paths' names and
- * the mount table; a missing path stays as given, its parent resolved (findCandidates says so).
- */
-export async function resolveTargets(paths: string[]): Promise<string[]> {
-  const resolved: string[] = [];
-  const mounts = mountTable();
-  for (const given of paths) {
-    const absolute = resolve(given);
-    const real = (await realpath(absolute).catch(() => realpathOfMissing(absolute))) ?? absolute;
-    let reason = refusedTarget(absolute) ?? refusedTarget(real);
-    reason ??= refusedAlias(real, refusedTarget, mounts);
-    if (reason !== undefined) throw new MigrateError(`${given}: refused: ${reason}, never a target (see SECURITY.md)`);
-    resolved.push(real);
-  }
-  return resolved;
 }
 
 /**
@@ -366,7 +247,7 @@ export async function findCandidates(paths: string[], opts: MigrateOptions): Pro
     return own ? `it is ${own}: left alone` : dir && `its directory ${dirname(path)} is ${dir}: left alone`;
   };
   // One scan of /proc for every file.
-  const open = opts.force ? new Map<string, string[]>() : holders(new Set(todo.map(([, info]) => identity(info))));
+  const open = opts.force ? new Map<string, string[]>() : openers(new Set(todo.map(([, info]) => identity(info))));
   const extents = await extentCounts(todo.map(([path]) => path));
   const candidates: Candidate[] = unnamed.map((shown) => ({
     path: shown,
@@ -393,9 +274,9 @@ export async function findCandidates(paths: string[], opts: MigrateOptions): Pro
     const dir = dirname(path);
     if (!spaces.has(dir)) spaces.set(dir, await statfs(dir));
     const fs = spaces.get(dir)!;
-    const btrfs = Number(fs.type) === BTRFS_SUPER_MAGIC;
+    const btrfs = isBtrfsType(fs.type);
     // The data profile is the file system's: asked once per device.
-    if (btrfs && !profiles.has(info.dev)) profiles.set(info.dev, await dataProfile(dir));
+    if (btrfs && !profiles.has(info.dev)) profiles.set(info.dev, (await dataProfile(dir)).profile ?? undefined);
     const profile = profiles.get(info.dev);
     const users = open.get(identity(info)) ?? [];
     // A dry run leaves the original's second name of a killed run in place: not a link of the user's.
@@ -405,7 +286,7 @@ export async function findCandidates(paths: string[], opts: MigrateOptions): Pro
     if (unsettled.has(path)) candidate.refusal = unsettled.get(path)!;
     else if (!btrfs) candidate.refusal = 'not on Btrfs';
     else if (frozenAs) candidate.refusal = frozenAs;
-    else if (profile && REDUNDANT_PROFILES.includes(profile) && !opts.forceNocow)
+    else if (isRedundant(profile) && !opts.forceNocow)
       candidate.refusal = `the data profile is ${profile}: +C would remove the checksums its self-healing needs (--force-nocow overrides)`;
     else if (links > 1n) candidate.refusal = hardLinks(links);
     else if (users.length > 0) candidate.refusal = openRefusal(users);
@@ -461,7 +342,7 @@ function settle(paths: string[]): Map<string, string> {
     else if (copy) pairs.push({ path, original: here, copy });
   }
   if (pairs.length === 0) return unsettled;
-  const users = holders(new Set(pairs.flatMap((p) => [identity(p.original.info), identity(p.copy.info)])));
+  const users = openers(new Set(pairs.flatMap((p) => [identity(p.original.info), identity(p.copy.info)])));
   for (const { path, original, copy } of pairs) {
     const born = copy.info.birthtimeNs;
     // Without a birth time, nothing tells: both count as reached.
@@ -505,21 +386,10 @@ const sameInode = (a: BigIntStats | undefined, b: BigIntStats) => a !== undefine
  * shows in mtime and ctime: one wait for the batch, as long as its youngest file needs.
  */
 async function settledStats(fds: number[]): Promise<BigIntStats[]> {
-  let infos = fds.map((fd) => fstatSync(fd, { bigint: true }));
-  for (let tries = 0; tries < 3; tries++) {
-    const now = BigInt(Date.now()) * 1_000_000n;
-    let wait = 0n;
-    for (const info of infos) {
-      const last = info.ctimeNs > info.mtimeNs ? info.ctimeNs : info.mtimeNs;
-      const age = now - last;
-      // Far in the future (a clock set back): any write sets an earlier time, a change still.
-      if (age < TIMESTAMP_TICK_NS && age >= -1_000_000_000n && TIMESTAMP_TICK_NS - age > wait) wait = TIMESTAMP_TICK_NS - age;
-    }
-    if (wait === 0n) break;
-    await sleep(Number(wait / 1_000_000n) + 1);
-    infos = fds.map((fd) => fstatSync(fd, { bigint: true }));
-  }
-  return infos;
+  return settled(
+    () => fds.map((fd) => fstatSync(fd, { bigint: true })),
+    (infos) => infos.map((info) => (info.ctimeNs > info.mtimeNs ? info.ctimeNs : info.mtimeNs)),
+  );
 }
 
 /** What became of one file. */
@@ -699,7 +569,7 @@ async function migrateBatch(jobs: Job[], opts: Pick<MigrateOptions, 'force'>, ho
     await copyAttributes(live(), fail);
     // The last checks, then at once the renames. Whoever holds the original now would go on
     // writing into a file no longer there; a write since `before` would not be in the copy.
-    const users = opts.force ? new Map<string, string[]>() : holders(new Set(live().map((j) => identity(j.before!))));
+    const users = opts.force ? new Map<string, string[]>() : openers(new Set(live().map((j) => identity(j.before!))));
     for (const job of live()) {
       const held = users.get(identity(job.before!));
       if (held) {
@@ -768,7 +638,7 @@ function keepSecondName(job: Job): void {
 function confirmRenames(jobs: Job[], opts: Pick<MigrateOptions, 'force'>, fail: (job: Job, error: unknown) => void): void {
   if (jobs.length === 0) return;
   // Whoever holds a copy matters only when its original was reached too; --force ignores who holds an original.
-  const users = holders(new Set(jobs.flatMap((j) => [...(opts.force ? [] : [identity(j.before!)]), identity(j.copy!)])));
+  const users = openers(new Set(jobs.flatMap((j) => [...(opts.force ? [] : [identity(j.before!)]), identity(j.copy!)])));
   // One name at a time, as when it was renamed: the one given.
   const copyUntouched = (job: Job, name: string, seen: Map<string, string[]>) => {
     const copy = lstatSync(name, { bigint: true, throwIfNoEntry: false });
@@ -800,7 +670,7 @@ function confirmRenames(jobs: Job[], opts: Pick<MigrateOptions, 'force'>, fail: 
     }
   }
   if (putBack.length === 0) return;
-  const again = holders(new Set(putBack.map((j) => identity(j.copy!))));
+  const again = openers(new Set(putBack.map((j) => identity(j.copy!))));
   for (const job of putBack) {
     const kept = rewrittenName(job.candidate.path);
     try {
@@ -817,10 +687,10 @@ function confirmRenames(jobs: Job[], opts: Pick<MigrateOptions, 'force'>, fail: 
 /** +C on the new, still empty files: one chattr for them all; when it fails, one per file to tell which. */
 async function setNocow(jobs: Job[], fail: (job: Job, error: unknown) => void): Promise<void> {
   for (const list of argumentLists(jobs.map((j) => j.temp))) {
-    if ((await tool('chattr', ['+C', '--', ...list])).ok) continue;
+    if ((await chattr('+C', list)).ok) continue;
     const listed = new Set(list);
     for (const job of jobs.filter((j) => listed.has(j.temp))) {
-      const one = await tool('chattr', ['+C', '--', job.temp]);
+      const one = await chattr('+C', [job.temp]);
       if (!one.ok) fail(job, new Error(one.error));
     }
   }
