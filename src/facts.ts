@@ -2,9 +2,6 @@
 // each defined once: render.ts writes them into the shell library and macros.nocow from here.
 // Pure data and pure functions: imported by --help paths too, so nothing heavy here.
 
-/** Data profiles whose self-healing needs the checksums that +C removes (lower case, as `btrfs filesystem df` prints them upper). */
-export const REDUNDANT_PROFILES: readonly string[] = ['raid1', 'raid1c3', 'raid1c4', 'raid10', 'raid5', 'raid6', 'dup'];
-
 /**
  * Suffixes of the fixed temporary names beside a target or a migrated file. `original` and
  * `rewritten` are the second names migrate gives the original and its copy while it swaps them.

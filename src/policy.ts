@@ -1,9 +1,11 @@
 // The rules every layer decides the same way, once: which data profiles keep the checksums +C
 // would remove, whether +C is then expected, and whether a target wants defragmenting. Pure (no
 // file system, no process): the generator (plan.ts, render.ts) and the live engines share it; the
-// shell library's copy of the profile list is rendered from REDUNDANT_PROFILES (src/facts.ts).
-import { REDUNDANT_PROFILES } from './facts.js';
+// shell library's case of the profiles is rendered from REDUNDANT_PROFILES (render.ts).
 import type { Target } from './declaration/types.js';
+
+/** Data profiles whose self-healing needs the checksums that +C removes (lower case, as `btrfs filesystem df` prints them upper). */
+export const REDUNDANT_PROFILES: readonly string[] = ['raid1', 'raid1c3', 'raid1c4', 'raid10', 'raid5', 'raid6', 'dup'];
 
 /** A data profile as `btrfs filesystem df` names it, lower case: does it keep the checksums self-healing needs? */
 export const isRedundant = (profile: string | null | undefined): boolean => profile != null && REDUNDANT_PROFILES.includes(profile);

@@ -2,13 +2,13 @@
 import ejs from 'ejs';
 import type { Target } from '../declaration/types.js';
 import type { Plan, PlannedFile, TemplateName } from '../plan.js';
-import { CONVERT_MARKER, LOCK_DIR, NAME_MAX, OPT_OUT_PREFIX, REDUNDANT_PROFILES, REFUSED_SYSTEM_TARGETS, TEMP_SUFFIX } from '../facts.js';
+import { CONVERT_MARKER, LOCK_DIR, NAME_MAX, OPT_OUT_PREFIX, REFUSED_SYSTEM_TARGETS, TEMP_SUFFIX } from '../facts.js';
 import { shippedShell } from './ship.js';
 import { assertKickstartSection, commentSafe, rpmEscape, rpmMacroBody, shQuote, tmpfilesGlobPath, tmpfilesHomeGlobPath, tmpfilesHomePath, tmpfilesQuote } from './escape.js';
 import { unitExecHomeWord, unitExecWord, unitPathValue } from './escape.js';
 import { argsLine, repartSubvolumeWord, repartWord, xmlCommentSafe, xmlEscape } from './escape.js';
 import { servicesUsing } from '../declaration/profiles.js';
-import { defragWant } from '../policy.js';
+import { defragWant, REDUNDANT_PROFILES } from '../policy.js';
 
 export interface Templates {
   /** The shell library, templates/nocow-lib.sh.ejs (before the facts are filled in: see renderLibrary). */
