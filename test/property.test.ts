@@ -42,6 +42,7 @@ import { planArtifacts } from '../src/plan.js';
 import { renderPlan } from '../src/render/render.js';
 import { loadTemplates } from '../src/templates.js';
 import { renderFor, target } from './helpers/artifacts.js';
+import { CAPTURE_FN, readRan } from './helpers/capture.js';
 import { runInFs } from './helpers/fs.js';
 
 const CHROOT_SH = join(import.meta.dirname, 'helpers', 'chroot.sh');
@@ -383,12 +384,8 @@ snap() {
 }
 snap "$A/before"
 
-consume() {
-  local label=$1 rc=0
-  shift
-  "$@" >"$A/$label.out" 2>"$A/$label.err" </dev/null || rc=$?
-  echo "$rc" >"$A/$label.rc"
-}
+${CAPTURE_FN}
+consume() { capture "$@" </dev/null; }  # the consumers are given no input
 consume hook-dash dash "$A/nocow-apply.sh" --root "$MNT/hook-dash"
 consume hook-bash bash "$A/nocow-apply.sh" --root "$MNT/hook-bash"
 consume hook-busybox busybox sh "$A/nocow-apply.sh" --root "$MNT/hook-busybox"
@@ -560,8 +557,8 @@ t.test('GIVEN the accepted paths as one declaration WHEN every consumer applies 
   for (const c of CONSUMERS) {
     const todo = KNOWN_BUGS[c.id];
     await t.test(`${c.id}${todo ? ' (todo: a known bug)' : ''}: ${c.what}`, async (t) => {
-      const [out, err, rc] = (await Promise.all(['out', 'err', 'rc'].map((ext) => readFile(join(A, `${c.id}.${ext}`), 'utf8')))) as [string, string, string];
-      t.equal(Number(rc), 0, `${c.id} exits 0`, { stderr: safe(err), todo });
+      const { out, err, rc } = await readRan(A, c.id);
+      t.equal(rc, 0, `${c.id} exits 0`, { stderr: safe(err), todo });
       const quirk = STDERR_QUIRKS[c.id];
       const lines = err.split('\n').filter((l) => l !== '');
       const quirks = quirk ? lines.filter((l) => quirk.line.test(l)) : [];
