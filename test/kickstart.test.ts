@@ -5,7 +5,7 @@ import { execa } from 'execa';
 import { planArtifacts } from '../src/plan.js';
 import { renderPlan } from '../src/render/render.js';
 import { loadTemplates } from '../src/templates.js';
-import { target } from './helpers/artifacts.js';
+import { target } from './helpers/target.js';
 import { runMain } from './helpers/capture.js';
 
 const declaration = { sources: ['config:test.yaml'], targets: [target()] };

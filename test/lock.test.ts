@@ -5,7 +5,8 @@
 // just after making its new subvolume (a setfattr wrapper, inside the test's mount namespace only,
 // blocks on a FIFO when convert marks its copy), and the test waits for what it looks for.
 import t from 'tap';
-import { PRELUDE, renderFor, target } from './helpers/artifacts.js';
+import { PRELUDE, renderFor } from './helpers/artifacts.js';
+import { target } from './helpers/target.js';
 import { runInFs } from './helpers/fs.js';
 import { builtCli } from './helpers/cli.js';
 

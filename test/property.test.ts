@@ -41,8 +41,9 @@ import { NAME_MAX, PATH_MAX, REFUSED_SYSTEM_TARGETS } from '../src/facts.js';
 import { planArtifacts } from '../src/plan.js';
 import { renderPlan } from '../src/render/render.js';
 import { loadTemplates } from '../src/templates.js';
-import { renderFor, target } from './helpers/artifacts.js';
+import { renderFor } from './helpers/artifacts.js';
 import { CAPTURE_FN, readRan } from './helpers/capture.js';
+import { target } from './helpers/target.js';
 import { runInFs } from './helpers/fs.js';
 
 const CHROOT_SH = join(import.meta.dirname, 'helpers', 'chroot.sh');

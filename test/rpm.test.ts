@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { planArtifacts } from '../src/plan.js';
 import { renderLibrary, renderPlan, rpmLibraryMacros } from '../src/render/render.js';
 import { loadTemplates } from '../src/templates.js';
-import { target } from './helpers/artifacts.js';
+import { target } from './helpers/target.js';
 import { runInFs, type FsType } from './helpers/fs.js';
 import { CAPTURE_FN, readRan } from './helpers/capture.js';
 

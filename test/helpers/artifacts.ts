@@ -17,22 +17,6 @@ export type Shell = (typeof SHELLS)[number];
 /** The ways a shell artifact is run on a root other than /: kickstart --nochroot and the image-builder hook. */
 export type Runner = 'kickstart' | 'hook';
 
-export function target(overrides: Partial<Target> = {}): Target {
-  return {
-    name: 'vm',
-    path: '/var/lib/libvirt/images',
-    scope: 'system',
-    subvolume: 'auto',
-    nocow: true,
-    mode: '0711',
-    user: 'root',
-    group: 'kvm',
-    redundancy: 'keep-checksums',
-    source: 'config:test.yaml',
-    ...overrides,
-  };
-}
-
 export interface Rendered {
   /** Directory on the host file system, visible inside the test's mount namespace. */
   dir: string;
