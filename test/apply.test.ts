@@ -4,34 +4,25 @@ import t from 'tap';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { main } from '../src/main.js';
-import type { Io } from '../src/io.js';
 import { PRELUDE } from './helpers/artifacts.js';
 import { runInFs, type FsType } from './helpers/fs.js';
-import { builtCli, NOCOW_FN } from './helpers/cli.js';
-
+import { builtCli } from './helpers/cli.js';
+import { NOCOW_FN, readRan, runMain } from './helpers/capture.js';
 
 const cli = builtCli();
-const NOCOW = NOCOW_FN;
-
-interface Output {
-  out: string;
-  err: string;
-  rc: number;
-}
 
 async function scenario(fs: FsType, script: string, files: Record<string, string> = {}, raid1 = false) {
   const a = await mkdtemp(join(tmpdir(), 'nocow-apply-a-'));
   t.teardown(() => rm(a, { recursive: true, force: true }));
   for (const [name, content] of Object.entries(files)) await writeFile(join(a, name), content);
-  const run = await runInFs({ fs, raid1, env: { A: a, CLI: cli }, script: `${PRELUDE}${NOCOW}echo "$R" >"$A/root"\n${script}` });
+  const run = await runInFs({ fs, raid1, env: { A: a, CLI: cli }, script: `${PRELUDE}${NOCOW_FN}echo "$R" >"$A/root"\n${script}` });
   if (run.exitCode !== 0) throw new Error(`scenario script failed (${run.exitCode}): ${run.stderr}`);
   const file = (name: string) => readFile(join(a, name), 'utf8');
   const root = (await file('root')).trim();
   return {
     root,
     file,
-    out: async (label: string): Promise<Output> => ({ out: await file(`${label}.out`), err: await file(`${label}.err`), rc: Number(await file(`${label}.rc`)) }),
+    out: (label: string) => readRan(a, label),
     json: async (label: string) => JSON.parse(await file(`${label}.out`)) as { targets: Record<string, unknown>[] },
   };
 }
@@ -172,18 +163,13 @@ t.test('GIVEN a two-device raid1 Btrfs WHEN apply and status run with redundancy
   t.equal((await s.out('status-force')).rc, 0);
 });
 
-function capture(): Io & { stdout: string; stderr: string } {
-  const io = { stdout: '', stderr: '', out: (s: string) => void (io.stdout += s), err: (s: string) => void (io.stderr += s) };
-  return io;
-}
-
 t.test('GIVEN only user-scope targets WHEN apply runs THEN one line per target says why it is skipped, nothing is done, exit 0', async (t) => {
   const dir = t.testdir();
   for (const extra of [[], ['--dry-run']]) {
-    const io = capture();
-    t.equal(await main(['apply', '--root', dir, '-p', 'gnome-boxes', ...extra], io), 0);
-    t.equal(io.stdout, '');
-    t.equal(io.stderr, 'nocow: gnome-boxes: skipped: a user-scope target is applied at each login by user tmpfiles.d\n');
+    const ran = await runMain(['apply', '--root', dir, '-p', 'gnome-boxes', ...extra]);
+    t.equal(ran.rc, 0);
+    t.equal(ran.out, '');
+    t.equal(ran.err, 'nocow: gnome-boxes: skipped: a user-scope target is applied at each login by user tmpfiles.d\n');
   }
   t.same(await readdir(dir), []);
 });
@@ -198,11 +184,11 @@ t.test('GIVEN bad usage WHEN apply runs THEN one error line, status 2, nothing d
     [['apply', '--root'], "option '--root' needs a value (write --root DIR)"],
     [['apply', '--root', dir, '-p', 'nope'], /^unknown profile "nope"; expected one of: /],
   ] as const) {
-    const io = capture();
-    t.equal(await main([...argv], io), 2, argv.join(' '));
-    t.equal(io.stdout, '');
-    t.match(io.stderr, /^nocow: error: [^\n]*\n$/, 'one line');
-    t.match(io.stderr.slice('nocow: error: '.length, -1), message);
+    const ran = await runMain([...argv]);
+    t.equal(ran.rc, 2, argv.join(' '));
+    t.equal(ran.out, '');
+    t.match(ran.err, /^nocow: error: [^\n]*\n$/, 'one line');
+    t.match(ran.err.slice('nocow: error: '.length, -1), message);
   }
   t.same((await readdir(dir)).sort(), ['file']);
 });

@@ -2,7 +2,8 @@
 // on real loop-mounted Btrfs; every case checks lsattr, stat and btrfs subvolume show.
 import t, { type Test } from 'tap';
 import { existsSync, rmSync } from 'node:fs';
-import { PRELUDE, SHELLS, renderFor, result, readArtifactFile, target, type Runner, type Shell } from './helpers/artifacts.js';
+import { PRELUDE, SHELLS, renderFor, result, readArtifactFile, type Runner, type Shell } from './helpers/artifacts.js';
+import { target } from './helpers/target.js';
 import { runInFs } from './helpers/fs.js';
 
 const HOSTILE = '/srv/vm images/$(touch /tmp/pwned)';

@@ -10,15 +10,13 @@ import { COMMANDS, HELP, commandName } from '../src/main.js';
 import { describeCli, renderManPage } from '../src/scripts/manpage.js';
 import { packageVersion } from '../src/templates.js';
 import { builtCli } from './helpers/cli.js';
+import { runBuilt } from './helpers/capture.js';
 
 const cli = builtCli();
 const DIST = join(import.meta.dirname, '..', 'dist');
 const UNKNOWN = 'nocow: error: unknown command "frobnicate"; commands: generate, status, apply, migrate, convert, defrag\n';
 
-async function nocow(args: string[], env: Record<string, string> = {}) {
-  const r = await execa('node', [cli, ...args], { reject: false, timeout: 20_000, stripFinalNewline: false, env: { COLUMNS: '80', ...env } });
-  return { rc: r.exitCode, out: r.stdout, err: r.stderr };
-}
+const nocow = (args: string[], env: Record<string, string> = {}) => runBuilt(args, { env: { COLUMNS: '80', ...env } });
 
 async function tempDir(): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'nocow-conventions-'));

@@ -8,10 +8,11 @@ import { execa } from 'execa';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildParser, COMMANDS, commandName, definitionOf, fastPathArgs, GLOBAL_OPTIONS, main, readCommandLine, type CommandModule } from '../src/main.js';
+import { buildParser, COMMANDS, commandName, definitionOf, fastPathArgs, GLOBAL_OPTIONS, readCommandLine, type CommandModule } from '../src/main.js';
 import { recordDefinition, yargsArgv, type Scanned } from '../src/cli-argv.js';
 import type { Io } from '../src/io.js';
 import { builtCli } from './helpers/cli.js';
+import { runMain } from './helpers/capture.js';
 
 const quiet: Io = { out: () => {}, err: () => {} };
 
@@ -251,17 +252,16 @@ const REFUSED: [string[], string][] = [
 t.test('GIVEN a mistake on the command line WHEN run by the fast path and by yargs THEN the same one line in nocow\'s words, exit 2', async (t) => {
   for (const [argv, line] of REFUSED) {
     for (const fastPath of [true, false]) {
-      const io = capture();
-      t.same({ rc: await main(argv, io, { fastPath }), out: io.stdout, err: io.stderr }, { rc: 2, out: '', err: `nocow: error: ${line}\n` }, `${argv.join(' ')}${fastPath ? '' : ' (yargs)'}`);
+      t.same(await runMain(argv, { fastPath }), { rc: 2, out: '', err: `nocow: error: ${line}\n` }, `${argv.join(' ')}${fastPath ? '' : ' (yargs)'}`);
     }
   }
 });
 
 t.test('GIVEN --help WHEN read THEN yargs shows it, whatever operands the command would need', async (t) => {
   for (const argv of [['generate', '--help'], ['convert', '-h'], ['apply', '-nh']]) {
-    const io = capture();
-    t.equal(await main(argv, io), 0, argv.join(' '));
-    t.match(io.stdout, new RegExp(`^nocow ${argv[0]}`), `${argv.join(' ')}: its help`);
+    const ran = await runMain(argv);
+    t.equal(ran.rc, 0, argv.join(' '));
+    t.match(ran.out, new RegExp(`^nocow ${argv[0]}`), `${argv.join(' ')}: its help`);
   }
 });
 
@@ -275,11 +275,6 @@ t.test('GIVEN a builder whose command line the reader cannot read as yargs would
   for (const c of COMMANDS) t.ok(definitionOf(c), commandName(c));
 });
 
-function capture(): Io & { stdout: string; stderr: string } {
-  const io = { stdout: '', stderr: '', out: (s: string) => void (io.stdout += s), err: (s: string) => void (io.stderr += s) };
-  return io;
-}
-
 t.test('GIVEN generate, status and apply --dry-run WHEN run by the fast path and by yargs THEN the same output and status', async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'nocow-fast-'));
   t.teardown(() => rm(root, { recursive: true, force: true }));
@@ -292,9 +287,7 @@ t.test('GIVEN generate, status and apply --dry-run WHEN run by the fast path and
     ['status', '--root', join(root, 'missing')],
     ['apply', '--dry-run', '--root', root],
   ]) {
-    const [fast, slow] = [capture(), capture()];
-    const codes = [await main(argv, fast), await main(argv, slow, { fastPath: false })];
-    t.same({ rc: codes[0], out: fast.stdout, err: fast.stderr }, { rc: codes[1], out: slow.stdout, err: slow.stderr }, argv.join(' '));
+    t.same(await runMain(argv), await runMain(argv, { fastPath: false }), argv.join(' '));
   }
 });
 

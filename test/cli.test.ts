@@ -4,34 +4,28 @@ import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { main } from '../src/main.js';
-import type { Io } from '../src/io.js';
-import { builtCli, NOCOW_FN } from './helpers/cli.js';
+import { builtCli } from './helpers/cli.js';
+import { NOCOW_FN, readRan, runBuilt, runMain } from './helpers/capture.js';
 import { parseTree, runInFs, section } from './helpers/fs.js';
 
-function capture(): Io & { stdout: string; stderr: string } {
-  const io = { stdout: '', stderr: '', out: (s: string) => void (io.stdout += s), err: (s: string) => void (io.stderr += s) };
-  return io;
-}
-
 t.test('GIVEN no arguments WHEN generate runs THEN stdout has %posttrans, a closed %post --nochroot and v/h lines for libvirt', async (t) => {
-  const io = capture();
-  t.equal(await main(['generate'], io), 0);
-  t.equal(io.stderr, '');
-  t.match(io.stdout, /^%posttrans$/m);
-  t.match(io.stdout, /^Requires\(posttrans\): e2fsprogs$/m);
-  t.match(io.stdout, /^%post --nochroot\n[^]*?^%end$/m);
-  t.match(io.stdout, /^v \/var\/lib\/libvirt\/images 0711 root root -$/m);
-  t.match(io.stdout, /^h \/var\/lib\/libvirt\/images - - - - \+C$/m);
-  t.match(io.stdout, /^# ==> nocow-posttrans\.spec <==$/m, 'each file is delimited');
-  t.notMatch(io.stdout, /nocow-apply\.sh/, 'the hook is produced only on request');
+  const ran = await runMain(['generate']);
+  t.equal(ran.rc, 0);
+  t.equal(ran.err, '');
+  t.match(ran.out, /^%posttrans$/m);
+  t.match(ran.out, /^Requires\(posttrans\): e2fsprogs$/m);
+  t.match(ran.out, /^%post --nochroot\n[^]*?^%end$/m);
+  t.match(ran.out, /^v \/var\/lib\/libvirt\/images 0711 root root -$/m);
+  t.match(ran.out, /^h \/var\/lib\/libvirt\/images - - - - \+C$/m);
+  t.match(ran.out, /^# ==> nocow-posttrans\.spec <==$/m, 'each file is delimited');
+  t.notMatch(ran.out, /nocow-apply\.sh/, 'the hook is produced only on request');
 });
 
 t.test('GIVEN -o DIR WHEN generate runs THEN each artifact is written to its conventional name and nothing goes to stdout', async (t) => {
   const dir = t.testdir();
-  const io = capture();
-  t.equal(await main(['generate', '--profile', 'libvirt', '--profile', 'gnome-boxes', 'tmpfiles', 'user-tmpfiles', 'hook', '-o', dir], io), 0);
-  t.equal(io.stdout, '');
+  const ran = await runMain(['generate', '--profile', 'libvirt', '--profile', 'gnome-boxes', 'tmpfiles', 'user-tmpfiles', 'hook', '-o', dir]);
+  t.equal(ran.rc, 0);
+  t.equal(ran.out, '');
   t.same((await readdir(dir, { recursive: true })).sort(), [
     'nocow-apply.sh',
     'tmpfiles.d',
@@ -45,46 +39,46 @@ t.test('GIVEN -o DIR WHEN generate runs THEN each artifact is written to its con
 t.test('GIVEN a declaration with several mistakes WHEN generate runs THEN one error line each, status 2, nothing written', async (t) => {
   const dir = t.testdir({ 'bad.yaml': 'targets:\n  - name: x\n    path: relative/path\n    subvolume: yes\n    mode: 0711\n' });
   const out = join(dir, 'out');
-  const io = capture();
-  t.equal(await main(['generate', '-c', join(dir, 'bad.yaml'), '-o', out], io), 2);
-  const lines = io.stderr.trimEnd().split('\n');
+  const ran = await runMain(['generate', '-c', join(dir, 'bad.yaml'), '-o', out]);
+  t.equal(ran.rc, 2);
+  const lines = ran.err.trimEnd().split('\n');
   t.ok(lines.length >= 3, 'one line per problem');
   for (const line of lines) t.match(line, /^nocow: error: .*bad\.yaml: targets\[0\]\.(path|subvolume|mode)/);
-  t.equal(io.stdout, '');
+  t.equal(ran.out, '');
   await t.rejects(readdir(out), 'the output directory was not even created');
 });
 
 t.test('GIVEN an unknown artifact or option WHEN parsed THEN one usage error line and status 2', async (t) => {
   for (const argv of [['generate', 'rpmspec'], ['generate', '--frobnicate'], []]) {
-    const io = capture();
-    t.equal(await main(argv, io), 2, argv.join(' '));
-    t.match(io.stderr, /^nocow: error: /);
-    t.notMatch(io.stderr, /\n\s+at /, 'no stack without --debug');
+    const ran = await runMain(argv);
+    t.equal(ran.rc, 2, argv.join(' '));
+    t.match(ran.err, /^nocow: error: /);
+    t.notMatch(ran.err, /\n\s+at /, 'no stack without --debug');
   }
 });
 
 t.test('GIVEN --debug WHEN a command fails THEN the stack follows the error line', async (t) => {
-  const io = capture();
-  t.equal(await main(['generate', '-o', '/proc/version', '--debug'], io), 2);
-  t.match(io.stderr, /^nocow: error: -o \/proc\/version: exists and is not a directory\n/);
-  t.match(io.stderr, /\n\s+at /);
+  const ran = await runMain(['generate', '-o', '/proc/version', '--debug']);
+  t.equal(ran.rc, 2);
+  t.match(ran.err, /^nocow: error: -o \/proc\/version: exists and is not a directory\n/);
+  t.match(ran.err, /\n\s+at /);
 });
 
 t.test('GIVEN --help WHEN asked of generate THEN it lists artifacts, options and examples', async (t) => {
-  const io = capture();
-  t.equal(await main(['generate', '--help'], io), 0);
+  const ran = await runMain(['generate', '--help']);
+  t.equal(ran.rc, 0);
   for (const word of ['posttrans', 'kickstart', 'user-tmpfiles', '--profile', '--config', '--output', 'Examples:', 'nocow generate -c nocow.yaml -o build/']) {
-    t.match(io.stdout, word);
+    t.match(ran.out, word);
   }
 });
 
 t.test('GIVEN a JSON declaration file WHEN combined with a profile THEN both targets are generated', async (t) => {
   const dir = t.testdir();
   await writeFile(join(dir, 'd.json'), JSON.stringify({ targets: [{ name: 'vm', path: '/srv/vm images', group: 'kvm' }] }));
-  const io = capture();
-  t.equal(await main(['generate', 'tmpfiles', '-c', join(dir, 'd.json'), '-p', 'machines'], io), 0);
-  t.match(io.stdout, /^v "\/srv\/vm images" 0755 root kvm -$/m);
-  t.match(io.stdout, /^v \/var\/lib\/machines 0700 root root -$/m);
+  const ran = await runMain(['generate', 'tmpfiles', '-c', join(dir, 'd.json'), '-p', 'machines']);
+  t.equal(ran.rc, 0);
+  t.match(ran.out, /^v "\/srv\/vm images" 0755 root kvm -$/m);
+  t.match(ran.out, /^v \/var\/lib\/machines 0700 root root -$/m);
 });
 
 // dist/ is built by `npm test` before tap starts (one build, no race between test files).
@@ -98,9 +92,9 @@ t.test('GIVEN the built package WHEN the nocow bin runs THEN it prints the artif
 });
 
 t.test('GIVEN --version WHEN run THEN it prints the package version alone', async (t) => {
-  const io = capture();
-  t.equal(await main(['--version'], io), 0);
-  t.match(io.stdout, /^\d+\.\d+\.\d+\n$/);
+  const ran = await runMain(['--version']);
+  t.equal(ran.rc, 0);
+  t.match(ran.out, /^\d+\.\d+\.\d+\n$/);
 });
 
 t.test('GIVEN --config - WHEN a declaration comes on stdin THEN it is used, and its problems are named as coming from -', async (t) => {
@@ -116,17 +110,7 @@ t.test('GIVEN --config - WHEN a declaration comes on stdin THEN it is used, and 
 
 const cli = builtCli();
 
-interface Ran {
-  rc: number | undefined;
-  out: string;
-  err: string;
-}
-
-/** The built CLI, stdin empty unless given; killed after 20 s (a hang fails the test rather than the run). */
-async function nocow(args: string[], input = ''): Promise<Ran> {
-  const r = await execa('node', [cli, ...args], { input, reject: false, timeout: 20_000, stripFinalNewline: false });
-  return { rc: r.timedOut ? undefined : r.exitCode, out: r.stdout, err: r.stderr };
-}
+const nocow = (args: string[], input = '') => runBuilt(args, { input });
 
 async function tempDir(t: Test): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'nocow-cli-'));
@@ -298,11 +282,7 @@ lsattr -d "$MNT/p" "$MNT/o/tmpfiles.d" >"$A/flags"
   });
   t.equal(run.exitCode, 0, run.stderr);
   const mnt = (await readFile(join(a, 'mnt'), 'utf8')).trim();
-  const result = async (label: string): Promise<Ran> => ({
-    rc: Number(await readFile(join(a, `${label}.rc`), 'utf8')),
-    out: await readFile(join(a, `${label}.out`), 'utf8'),
-    err: await readFile(join(a, `${label}.err`), 'utf8'),
-  });
+  const result = (label: string) => readRan(a, label);
   t.same(await result('parent'), {
     rc: 1,
     out: '',

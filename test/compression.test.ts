@@ -4,8 +4,10 @@
 import t from 'tap';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PRELUDE, renderFor, result, target } from './helpers/artifacts.js';
-import { builtCli, NOCOW_FN } from './helpers/cli.js';
+import { PRELUDE, renderFor, result } from './helpers/artifacts.js';
+import { target } from './helpers/target.js';
+import { builtCli } from './helpers/cli.js';
+import { NOCOW_FN } from './helpers/capture.js';
 import { runInFs } from './helpers/fs.js';
 
 const cli = builtCli();

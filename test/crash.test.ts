@@ -2,7 +2,8 @@
 // holding data is ever deleted. strace kills the artifact's shell with SIGKILL at its
 // Nth fork, i.e. just before its Nth command, for every N until a run gets through.
 import t from 'tap';
-import { PRELUDE, SHELLS, renderFor, readArtifactFile, target, result } from './helpers/artifacts.js';
+import { PRELUDE, SHELLS, renderFor, readArtifactFile, result } from './helpers/artifacts.js';
+import { target } from './helpers/target.js';
 import { runInFs } from './helpers/fs.js';
 
 const P = '/var/lib/libvirt/images';

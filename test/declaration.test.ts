@@ -5,6 +5,7 @@ import { DeclarationError, describeProfiles, loadDeclaration } from '../src/decl
 import { BUILTIN_PROFILES, DEFAULT_PROFILE } from '../src/declaration/profiles.js';
 import type { Target } from '../src/declaration/types.js';
 import { validateDeclaration } from '../src/declaration/validate.js';
+import { target as baseTarget } from './helpers/target.js';
 
 const FILE = 'nocow.yaml';
 const SOURCE = 'config:nocow.yaml';
@@ -14,22 +15,9 @@ function one(fields: Record<string, unknown>) {
   return validateDeclaration({ targets: [fields] }, SOURCE, FILE);
 }
 
-function target(overrides: Partial<Target> = {}): Target {
-  return {
-    name: 'vm',
-    path: '/srv/vm',
-    scope: 'system',
-    subvolume: 'auto',
-    nocow: true,
-    mode: '0755',
-    user: 'root',
-    group: 'root',
-    redundancy: 'keep-checksums',
-    defrag: 'auto',
-    source: SOURCE,
-    ...overrides,
-  };
-}
+/** The target validation makes of `{ name: vm, path: /srv/vm }` in SOURCE, with overrides. */
+const target = (overrides: Partial<Target> = {}): Target =>
+  baseTarget({ path: '/srv/vm', mode: '0755', group: 'root', defrag: 'auto', source: SOURCE, ...overrides });
 
 t.test('validate', async (t) => {
   t.test('GIVEN a system target with only name and path WHEN validated THEN every default is filled in', async (t) => {

@@ -13,7 +13,7 @@ import type { Target } from '../src/declaration/types.js';
 import { planArtifacts } from '../src/plan.js';
 import { renderPlan } from '../src/render/render.js';
 import { loadTemplates } from '../src/templates.js';
-import { target } from './helpers/artifacts.js';
+import { target } from './helpers/target.js';
 import { runInFs, type FsType } from './helpers/fs.js';
 import { shellOf } from './helpers/shell-of.js';
 

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { NAME_MAX, REFUSED_SYSTEM_TARGETS, posixCksum, refusedTarget, temporaryName } from '../src/facts.js';
 import { validateDeclaration } from '../src/declaration/validate.js';
 import { renderLibrary } from '../src/render/render.js';
+import { runMain } from './helpers/capture.js';
 
 t.test('GIVEN system directories WHEN checked THEN the root, FHS top levels, state directories and whole subtrees are refused, a directory of its own is not', async (t) => {
   for (const path of ['/', '/etc', '/etc/x', '/etc/a/b', '/usr', '/usr/lib', '/usr/local/vm', '/var', '/var/lib', '/var/log', '/home', '/srv', '/proc', '/proc/1', '/run/x', '/boot/efi', '/tmp', '~', '~/', '~/.local', '~/.config']) {
@@ -62,11 +63,9 @@ t.test('GIVEN the shell library WHEN rendered THEN it carries the facts: every r
 });
 
 t.test('GIVEN status, apply and migrate WHEN given a system directory or a path that is not UTF-8 THEN one error line names it and the exit status is 2', async (t) => {
-  const { main } = await import('../src/main.js');
   const run = async (...argv: string[]) => {
-    let err = '';
-    const status = await main(argv, { out: () => {}, err: (s: string) => (err += s) });
-    return { status, err };
+    const { rc, err } = await runMain(argv);
+    return { status: rc, err };
   };
   t.same(await run('status', '/etc'), { status: 2, err: 'nocow: error: /etc: refused: /etc belongs to the system, never a target (see SECURITY.md)\n' });
   t.same(await run('status', '/var/lib'), { status: 2, err: 'nocow: error: /var/lib: refused: /var/lib is a system directory, never a target (see SECURITY.md)\n' });

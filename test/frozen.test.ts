@@ -3,7 +3,8 @@
 // warning naming the attribute. The shell library in dash, bash and busybox sh; nocow apply (and
 // its dry run), convert and migrate through the built CLI.
 import t from 'tap';
-import { PRELUDE, SHELLS, readArtifactFile, renderFor, result, target } from './helpers/artifacts.js';
+import { PRELUDE, SHELLS, readArtifactFile, renderFor, result } from './helpers/artifacts.js';
+import { target } from './helpers/target.js';
 import { runInFs } from './helpers/fs.js';
 import { builtCli } from './helpers/cli.js';
 

@@ -5,7 +5,8 @@ import { execa } from 'execa';
 import { planArtifacts } from '../src/plan.js';
 import { renderPlan } from '../src/render/render.js';
 import { loadTemplates } from '../src/templates.js';
-import { target } from './helpers/artifacts.js';
+import { target } from './helpers/target.js';
+import { runMain } from './helpers/capture.js';
 
 const declaration = { sources: ['config:test.yaml'], targets: [target()] };
 const headers = async (kickstartLog?: string) => {
@@ -40,12 +41,9 @@ t.test('GIVEN two declarations named differently WHEN macros.nocow is rendered T
 });
 
 t.test('GIVEN nocow generate kickstart --kickstart-log WHEN run THEN the sections log there, and a bad value is one error line with exit 2', async (t) => {
-  const { main } = await import('../src/main.js');
   const run = async (...argv: string[]) => {
-    let out = '';
-    let err = '';
-    const status = await main(argv, { out: (s: string) => (out += s), err: (s: string) => (err += s) });
-    return { status, out, err };
+    const { rc, out, err } = await runMain(argv);
+    return { status: rc, out, err };
   };
   const ok = await run('generate', 'kickstart', '--kickstart-log', '/root/nocow-post.log');
   t.equal(ok.status, 0, ok.err);

@@ -3,7 +3,8 @@
 // name the same command, and running exactly that command clears it, every byte kept. Each
 // leftover made by killing the real command where it leaves it (strace's signal injection).
 import t from 'tap';
-import { PRELUDE, renderFor, target } from './helpers/artifacts.js';
+import { PRELUDE, renderFor } from './helpers/artifacts.js';
+import { target } from './helpers/target.js';
 import { runInFs } from './helpers/fs.js';
 import { builtCli } from './helpers/cli.js';
 

@@ -5,9 +5,11 @@
 // just after making its new subvolume (a setfattr wrapper, inside the test's mount namespace only,
 // blocks on a FIFO when convert marks its copy), and the test waits for what it looks for.
 import t from 'tap';
-import { PRELUDE, renderFor, target } from './helpers/artifacts.js';
+import { PRELUDE, renderFor } from './helpers/artifacts.js';
+import { target } from './helpers/target.js';
 import { runInFs } from './helpers/fs.js';
 import { builtCli } from './helpers/cli.js';
+import { CAPTURE_FN } from './helpers/capture.js';
 
 const CLI = builtCli();
 const P = '/var/lib/libvirt/images';
@@ -61,9 +63,9 @@ for (const how of ['nocow apply --root', 'nocow-apply.sh --root'] as const) {
         T="$R${P}"; mkdir -p "$T"; head -c 8M /dev/urandom >"$T/disk.img"; echo small >"$T/small"
         before=$(sums "$T")
         pause_convert
-        ( node "$CLI" convert "$T" >"$A/convert.out" 2>"$A/convert.err"; echo $? >"$A/convert.rc" ) &
+        capture convert node "$CLI" convert "$T" &
         until_seen '[ -e "$A/paused" ]'; echo "paused $?"
-        ( ${apply} >"$A/apply.out" 2>"$A/apply.err"; echo $? >"$A/apply.rc" ) &
+        capture apply ${apply} &
         # Until apply either ends or waits on the lock of the directory holding the target.
         until_seen '[ -e "$A/apply.rc" ] || waiting_on "$(dirname "$T")"'
         outcome=waiting; [ ! -e "$A/apply.rc" ] || outcome=finished
@@ -90,14 +92,14 @@ t.test('GIVEN two directories on two file systems WHEN one conversion is paused 
     fs: 'btrfs',
     second: 'btrfs',
     env: { A: a.dir, CLI },
-    script: String.raw`${TOOLS}
+    script: String.raw`${CAPTURE_FN}${TOOLS}
       X="$MNT/x"; Y="$MNT2/y"; mkdir "$X" "$Y"; head -c 4M /dev/urandom >"$X/disk.img"; head -c 4M /dev/urandom >"$Y/disk.img"
       echo "file-systems $(stat -f -c %T "$MNT" "$MNT2" | tr '\n' ' ')$([ "$(stat -c %d "$MNT")" != "$(stat -c %d "$MNT2")" ] && echo two)"
       before=$(sums "$Y")
       pause_convert
-      ( node "$CLI" convert "$X" >"$A/first.out" 2>"$A/first.err"; echo $? >"$A/first.rc" ) &
+      capture first node "$CLI" convert "$X" &
       until_seen '[ -e "$A/paused" ]'; echo "paused $?"
-      ( node "$CLI" convert "$Y" >"$A/second.out" 2>"$A/second.err"; echo $? >"$A/second.rc" ) &
+      capture second node "$CLI" convert "$Y" &
       until_seen '[ -e "$A/second.rc" ] || grep -q "waiting for the lock" "$A/second.err"'
       echo "second $([ -e "$A/second.rc" ] && cat "$A/second.rc" || echo waits) $(cat "$A/second.err") | first $([ -e "$A/first.rc" ] && echo ended || echo paused)"
       resume; wait

@@ -1,7 +1,8 @@
 // Not on Btrfs: nothing changes, nothing is said, exit 0 — and docs/design.md's cost budget:
 // processes started before the artifact knows there is nothing to do.
 import t from 'tap';
-import { PRELUDE, SHELLS, renderFor, readArtifactFile, result, target } from './helpers/artifacts.js';
+import { PRELUDE, SHELLS, renderFor, readArtifactFile, result } from './helpers/artifacts.js';
+import { target } from './helpers/target.js';
 import { runInFs, type FsType } from './helpers/fs.js';
 
 const TARGETS = [target({ path: '/var/lib/libvirt/images' }), target({ name: 'db', path: '/var/lib/mysql' }), target({ name: 'new', path: '/srv/new images' })];

@@ -1,7 +1,8 @@
 // docs/design.md step 6 on a real two-device raid1 Btrfs: +C would drop the checksums that
 // self-healing needs, so it is skipped by default (with the reason) and forced on request.
 import t from 'tap';
-import { PRELUDE, renderFor, readArtifactFile, result, target } from './helpers/artifacts.js';
+import { PRELUDE, renderFor, readArtifactFile, result } from './helpers/artifacts.js';
+import { target } from './helpers/target.js';
 import { runInFs } from './helpers/fs.js';
 
 const P = '/var/lib/libvirt/images';

@@ -6,32 +6,24 @@ import { ARTIFACTS, IMAGE_ARTIFACTS, planArtifacts } from '../src/plan.js';
 import { defragCommandLine, markerComment, renderPlan, type RenderedFile, type Templates } from '../src/render/render.js';
 import { unitExecHomeWord, unitExecWord, unitPathValue } from '../src/render/escape.js';
 import { loadTemplates } from '../src/templates.js';
+import { target } from './helpers/target.js';
 
 // Golden files: test/golden/<file>. After an intended change, regenerate them with
 // UPDATE_GOLDEN=1 npx tap test/render.test.ts and review the diff like code.
 const GOLDEN = join(import.meta.dirname, 'golden');
 
-const base: Target = {
-  name: 'vm',
-  path: "/srv/vm images/$(touch /tmp/pwned)/it's 100%",
-  scope: 'system',
-  subvolume: 'auto',
-  nocow: true,
-  mode: '0711',
-  user: 'root',
-  group: 'kvm',
-  redundancy: 'keep-checksums',
-  source: 'config:golden.yaml',
-};
+/** A target of the golden declaration: a path every escaping must survive, with overrides. */
+const golden = (overrides: Partial<Target> = {}): Target =>
+  target({ path: "/srv/vm images/$(touch /tmp/pwned)/it's 100%", source: 'config:golden.yaml', ...overrides });
 const TARGETS: Target[] = [
-  base,
-  { ...base, name: 'plain', path: '/var/lib/plain', subvolume: 'never', nocow: false, mode: '0755', group: 'root', redundancy: 'force-nocow' },
-  { ...base, name: 'boxes', path: '~/VM images/100%', scope: 'user', user: '-', group: '-', mode: '0700' },
+  golden(),
+  golden({ name: 'plain', path: '/var/lib/plain', subvolume: 'never', nocow: false, mode: '0755', group: 'root', redundancy: 'force-nocow' }),
+  golden({ name: 'boxes', path: '~/VM images/100%', scope: 'user', user: '-', group: '-', mode: '0700' }),
 ];
 const DECLARATION = { sources: ['config:golden.yaml'], targets: TARGETS };
 // Image builders' artifacts refuse user-scope targets, and kiwi paths with blanks: each gets what it can carry.
 const SYSTEM_DECLARATION = { sources: ['config:golden.yaml'], targets: TARGETS.filter((t) => t.scope === 'system') };
-const KIWI_DECLARATION = { sources: ['config:golden.yaml'], targets: [{ ...base, path: "/srv/vm-images/it's<100%>&co" }, TARGETS[1]!] };
+const KIWI_DECLARATION = { sources: ['config:golden.yaml'], targets: [golden({ path: "/srv/vm-images/it's<100%>&co" }), TARGETS[1]!] };
 
 /** Every artifact, each from the golden declaration it can carry. */
 function renderEvery(version: string, templates: Templates): RenderedFile[] {
@@ -116,7 +108,7 @@ t.test('GIVEN user-scope targets only WHEN a system artifact is requested THEN p
 });
 
 t.test('GIVEN a source name with a line break WHEN it reaches the marker THEN the marker stays one comment line', async (t) => {
-  const marker = markerComment({ tool: 'nocow-kit', version: '1', sources: [], files: [] }, [{ ...base, source: 'config:a\n%post\nb' }]);
+  const marker = markerComment({ tool: 'nocow-kit', version: '1', sources: [], files: [] }, [golden({ source: 'config:a\n%post\nb' })]);
   t.equal(marker.split('\n').length, 1);
 });
 
@@ -135,11 +127,11 @@ t.test('GIVEN values with quotes, backslashes, % and $ WHEN written as unit file
 
 t.test('GIVEN targets with each defrag setting WHEN the defrag-timer units are planned THEN only those nocow defrag works on are in them, --if-redundant where it depends on the data profile', async (t) => {
   const targets: Target[] = [
-    { ...base, name: 'auto', path: '/srv/auto' },
-    { ...base, name: 'cow', path: '/srv/cow', nocow: false },
-    { ...base, name: 'on', path: '/srv/on', redundancy: 'force-nocow', defrag: 'on' },
-    { ...base, name: 'forced', path: '/srv/forced', redundancy: 'force-nocow' },
-    { ...base, name: 'off', path: '/srv/off', nocow: false, defrag: 'off' },
+    golden({ name: 'auto', path: '/srv/auto' }),
+    golden({ name: 'cow', path: '/srv/cow', nocow: false }),
+    golden({ name: 'on', path: '/srv/on', redundancy: 'force-nocow', defrag: 'on' }),
+    golden({ name: 'forced', path: '/srv/forced', redundancy: 'force-nocow' }),
+    golden({ name: 'off', path: '/srv/off', nocow: false, defrag: 'off' }),
   ];
   t.equal(defragCommandLine(targets.slice(0, 3)), '/usr/bin/nocow defrag --ignore-missing --if-redundant "/srv/auto" "/srv/cow" "/srv/on"');
   const files = renderPlan(planArtifacts({ sources: ['config:x'], targets }, ['defrag-timer'], '1'), await loadTemplates());
@@ -161,8 +153,8 @@ t.test('GIVEN targets with each defrag setting WHEN the defrag-timer units are p
 
 t.test('GIVEN a path ending in a blank WHEN the defrag-timer service is rendered THEN it has no ConditionPathIsDirectory= at all, and says why', async (t) => {
   const targets: Target[] = [
-    { ...base, name: 'a', path: '/srv/a' },
-    { ...base, name: 'b', path: '/srv/b ' },
+    golden({ name: 'a', path: '/srv/a' }),
+    golden({ name: 'b', path: '/srv/b ' }),
   ];
   const [service] = renderPlan(planArtifacts({ sources: ['config:x'], targets }, ['defrag-timer'], '1'), await loadTemplates());
   t.notMatch(service!.content, /^ConditionPathIsDirectory=/m, 'a lone condition would keep the other path from ever running');

@@ -10,8 +10,9 @@ import { join } from 'node:path';
 import { planArtifacts } from '../src/plan.js';
 import { renderLibrary, renderPlan, rpmLibraryMacros } from '../src/render/render.js';
 import { loadTemplates } from '../src/templates.js';
-import { target } from './helpers/artifacts.js';
+import { target } from './helpers/target.js';
 import { runInFs, type FsType } from './helpers/fs.js';
+import { CAPTURE_FN, readRan } from './helpers/capture.js';
 
 const CHROOT_SH = join(import.meta.dirname, 'helpers', 'chroot.sh');
 const WORK = await mkdtemp(join(tmpdir(), 'nocow-rpm-'));
@@ -111,15 +112,14 @@ t.test('GIVEN a spec using %nocow_posttrans WHEN built with rpmbuild THEN rpm -q
 });
 
 /** Installs PKG1, upgrades to PKG2, erases; records rpm's output and the directory after each step. */
-const LIFECYCLE = String.raw`
+const LIFECYCLE = String.raw`${CAPTURE_FN}
 . "$CHROOT_SH"
 R=$MNT/root
 make_root "$R"
 P=$R$PLAIN
 step() {
   label=$1; shift
-  rc=0; rpm_root "$R" "$@" >"$A/$label.out" 2>"$A/$label.err" || rc=$?
-  echo "$rc" >"$A/$label.rc"
+  capture "$label" rpm_root "$R" "$@"
   if [ -e "$P" ]; then
     if btrfs subvolume show "$P" >/dev/null 2>&1; then kind=subvolume; else kind=directory; fi
     echo "$kind $(lsattr -d "$P" | cut -d' ' -f1) $(stat -c '%i %a %u %g' "$P") $(btrfs subvolume show "$P" 2>/dev/null | awk '$1 == "Subvolume" && $2 == "ID:" { print $3 }')" >"$A/$label.obs"
@@ -141,9 +141,7 @@ async function lifecycle(fs: FsType) {
   if (run.exitCode !== 0) throw new Error(`lifecycle script failed (${run.exitCode}): ${run.stderr}`);
   const read = (name: string) => readFile(join(A, name), 'utf8');
   const step = async (label: string) => ({
-    rc: Number(await read(`${label}.rc`)),
-    out: await read(`${label}.out`),
-    err: await read(`${label}.err`),
+    ...(await readRan(A, label)),
     obs: (await read(`${label}.obs`)).trim(),
     verify: await read(`${label}.verify`),
   });
@@ -187,12 +185,11 @@ t.test('GIVEN a packaged path with spaces, %, a quote and $(…) WHEN installed 
   const A = await mkdtemp(join(WORK, 'hostile-'));
   const run = await runInFs({
     fs: 'btrfs',
-    script: String.raw`
+    script: String.raw`${CAPTURE_FN}
 . "$CHROOT_SH"
 R=$MNT/root
 make_root "$R"
-rc=0; rpm_root "$R" -i "$PKG" >"$A/out" 2>"$A/err" || rc=$?
-echo "$rc" >"$A/rc"
+capture install rpm_root "$R" -i "$PKG"
 P=$R$HOSTILE
 if btrfs subvolume show "$P" >/dev/null 2>&1; then kind=subvolume; else kind=directory; fi
 echo "$kind $(lsattr -d "$P" | cut -d' ' -f1) $(stat -c '%i %a %u %g' "$P")" >"$A/obs"
@@ -203,7 +200,7 @@ rpm_root "$R" -V nocow-hostile >"$A/verify" 2>&1 || :`,
   });
   if (run.exitCode !== 0) throw new Error(`script failed (${run.exitCode}): ${run.stderr}`);
   const read = (name: string) => readFile(join(A, name), 'utf8');
-  t.same({ rc: await read('rc'), out: await read('out'), err: await read('err') }, { rc: '0\n', out: `nocow: vm: converted empty directory ${HOSTILE} into a subvolume with +C\n`, err: '' });
+  t.same(await readRan(A, 'install'), { rc: 0, out: `nocow: vm: converted empty directory ${HOSTILE} into a subvolume with +C\n`, err: '' });
   t.match(await read('obs'), /^subvolume \S*C\S* 256 711 0 36\n$/, 'subvolume, +C, inode 256, mode 0711, root:kvm');
   t.equal(await read('ls'), "srv\nsrv/vm images\nsrv/vm images/100% it's $(touch \nsrv/vm images/100% it's $(touch /tmp\nsrv/vm images/100% it's $(touch /tmp/pwned)\n", 'exactly the packaged path, nothing else');
   t.equal(await read('tmp'), '', 'the $(…) in the path never ran in the root');

@@ -4,7 +4,8 @@
 // Real Btrfs, real dash/bash/busybox sh, the generated hook and kickstart section.
 import t, { type Test } from 'tap';
 import { TEMP_SUFFIX, temporaryName } from '../src/facts.js';
-import { PRELUDE, SHELLS, renderFor, result, readArtifactFile, target, type Rendered } from './helpers/artifacts.js';
+import { PRELUDE, SHELLS, renderFor, result, readArtifactFile, type Rendered } from './helpers/artifacts.js';
+import { target } from './helpers/target.js';
 import { runInFs } from './helpers/fs.js';
 
 const P = '/var/lib/libvirt/images';

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runInFs, type FsType } from './helpers/fs.js';
 import { builtCli } from './helpers/cli.js';
+import { NOCOW_FN, readRan } from './helpers/capture.js';
 
 const cli = builtCli();
 const P = '/var/lib/libvirt/images';
@@ -23,7 +24,7 @@ t.test('GIVEN 3,000 files (names with spaces, a newline, a leading "-", quotes, 
   const run = await runInFs({
     fs: 'btrfs',
     env: { A: a, CLI: cli },
-    script: String.raw`
+    script: String.raw`${NOCOW_FN}
 R=$MNT/root
 D=$R${P}
 mkdir -p "$D/sub dir"
@@ -47,7 +48,7 @@ sync
 # What the tools say: every regular file on this file system, its flags, its extent count.
 find "$D" -xdev -type f -printf '%P\0' | sort -z >"$A/all"
 cd /
-rc=0; node "$CLI" status --root "$R" --json >"$A/out" 2>"$A/err" || rc=$?; echo $rc >"$A/rc"
+nocow status status --root "$R" --json
 cd "$D"
 tr '\0' '\n' <"$A/all" | grep -c '' >"$A/count" || :
 xargs -0 lsattr -- <"$A/all" >"$A/lsattr"
@@ -56,9 +57,10 @@ xargs -0 filefrag -- <"$A/all" >"$A/filefrag"
   });
   t.equal(run.exitCode, 0, run.stderr);
   const read = (name: string) => readFile(join(a, name), 'utf8');
-  t.equal(await read('rc'), '1\n', 'deviates: files without +C');
-  t.equal(await read('err'), '');
-  const report = JSON.parse(await read('out')) as { targets: { cowFiles: CowFileJson[] }[] };
+  const status = await readRan(a, 'status');
+  t.equal(status.rc, 1, 'deviates: files without +C');
+  t.equal(status.err, '');
+  const report = JSON.parse(status.out) as { targets: { cowFiles: CowFileJson[] }[] };
   const files = (await read('all')).split('\0').filter(Boolean);
   t.equal(files.length, 2990 + 5 + 1 + 3, 'find saw every file, and none in the nested subvolume');
   // lsattr and filefrag print one line per file, in argument order: walk them by the known names.
@@ -101,13 +103,13 @@ for (const fs of ['btrfs', 'ext4', 'xfs'] as FsType[]) {
     const run = await runInFs({
       fs,
       env: { A: a, CLI: cli },
-      script: String.raw`
+      script: String.raw`${NOCOW_FN}
 mkdir -p "$MNT/root${P}"
 stat -f -c %T "$MNT/root${P}" >"$A/stat"
-rc=0; node "$CLI" status --root "$MNT/root" --json >"$A/out" 2>"$A/err" || rc=$?`,
+nocow status status --root "$MNT/root" --json`,
     });
     t.equal(run.exitCode, 0, run.stderr);
-    const report = JSON.parse(await readFile(join(a, 'out'), 'utf8')) as { targets: { fstype: string }[] };
+    const report = JSON.parse((await readRan(a, 'status')).out) as { targets: { fstype: string }[] };
     t.equal(report.targets[0]!.fstype, (await readFile(join(a, 'stat'), 'utf8')).trim());
   });
 }

@@ -4,11 +4,10 @@ import t from 'tap';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { main } from '../src/main.js';
-import type { Io } from '../src/io.js';
 import { PRELUDE } from './helpers/artifacts.js';
 import { runInFs, type FsType } from './helpers/fs.js';
-import { builtCli, NOCOW_FN } from './helpers/cli.js';
+import { builtCli } from './helpers/cli.js';
+import { NOCOW_FN, readRan, runMain } from './helpers/capture.js';
 import { statusTable } from '../src/inspect/format.js';
 import { judge } from '../src/inspect/evaluate.js';
 import type { Facts } from '../src/inspect/inspect.js';
@@ -17,7 +16,6 @@ import { undeclaredSubject } from '../src/inspect/subject.js';
 const P = '/var/lib/libvirt/images';
 
 const cli = builtCli();
-const NOCOW = NOCOW_FN;
 
 interface Scenario {
   out: (label: string) => Promise<{ out: string; err: string; rc: number }>;
@@ -37,10 +35,10 @@ async function scenario(fs: FsType, script: string, files: Record<string, string
   const a = await mkdtemp(join(tmpdir(), 'nocow-status-a-'));
   t.teardown(() => rm(a, { recursive: true, force: true }));
   for (const [name, content] of Object.entries(files)) await writeFile(join(a, name), content);
-  const run = await runInFs({ fs, env: { A: a, CLI: cli, ...env }, script: `${PRELUDE}${NOCOW}${script}` });
+  const run = await runInFs({ fs, env: { A: a, CLI: cli, ...env }, script: `${PRELUDE}${NOCOW_FN}${script}` });
   if (run.exitCode !== 0) throw new Error(`scenario script failed (${run.exitCode}): ${run.stderr}`);
   const file = (name: string) => readFile(join(a, name), 'utf8');
-  const out = async (label: string) => ({ out: await file(`${label}.out`), err: await file(`${label}.err`), rc: Number(await file(`${label}.rc`)) });
+  const out = (label: string) => readRan(a, label);
   return { out, file, json: async (label) => JSON.parse(await file(`${label}.out`)) as StatusJson };
 }
 
@@ -197,11 +195,6 @@ t.test('GIVEN paths on the command line and a user-scope target WHEN status runs
   });
 });
 
-function capture(): Io & { stdout: string; stderr: string } {
-  const io = { stdout: '', stderr: '', out: (s: string) => void (io.stdout += s), err: (s: string) => void (io.stderr += s) };
-  return io;
-}
-
 t.test('GIVEN bad usage WHEN status runs THEN one error line, status 2, nothing on stdout', async (t) => {
   const dir = t.testdir({ file: 'x' });
   for (const [argv, message] of [
@@ -213,11 +206,11 @@ t.test('GIVEN bad usage WHEN status runs THEN one error line, status 2, nothing 
     [['status', '--root'], "option '--root' needs a value (write --root DIR)"],
     [['status', '-p', 'nope'], /^unknown profile "nope"; expected one of: /],
   ] as const) {
-    const io = capture();
-    t.equal(await main([...argv], io), 2, argv.join(' '));
-    t.equal(io.stdout, '');
-    t.match(io.stderr, /^nocow: error: [^\n]*\n$/, 'one line');
-    t.match(io.stderr.slice('nocow: error: '.length, -1), message);
+    const ran = await runMain([...argv]);
+    t.equal(ran.rc, 2, argv.join(' '));
+    t.equal(ran.out, '');
+    t.match(ran.err, /^nocow: error: [^\n]*\n$/, 'one line');
+    t.match(ran.err.slice('nocow: error: '.length, -1), message);
   }
 });
 

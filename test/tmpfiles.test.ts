@@ -11,7 +11,7 @@ import { planArtifacts } from '../src/plan.js';
 import { renderPlan } from '../src/render/render.js';
 import { loadTemplates } from '../src/templates.js';
 import { globEscape, TMPFILES_PATH_MAX, tmpfilesProblem } from '../src/render/escape.js';
-import { target } from './helpers/artifacts.js';
+import { target } from './helpers/target.js';
 import { parseTree, runInFs } from './helpers/fs.js';
 
 const HOSTILE = '/srv/vm images/$(touch /tmp/pwned)';

@@ -8,6 +8,7 @@ import type { Target } from '../../src/declaration/types.js';
 import { planArtifacts } from '../../src/plan.js';
 import { renderPlan } from '../../src/render/render.js';
 import { loadTemplates } from '../../src/templates.js';
+import { CAPTURE_FN, readRan } from './capture.js';
 import { shellOf } from './shell-of.js';
 
 export const SHELLS = ['dash', 'bash', 'busybox sh'] as const;
@@ -15,22 +16,6 @@ export type Shell = (typeof SHELLS)[number];
 
 /** The ways a shell artifact is run on a root other than /: kickstart --nochroot and the image-builder hook. */
 export type Runner = 'kickstart' | 'hook';
-
-export function target(overrides: Partial<Target> = {}): Target {
-  return {
-    name: 'vm',
-    path: '/var/lib/libvirt/images',
-    scope: 'system',
-    subvolume: 'auto',
-    nocow: true,
-    mode: '0711',
-    user: 'root',
-    group: 'kvm',
-    redundancy: 'keep-checksums',
-    source: 'config:test.yaml',
-    ...overrides,
-  };
-}
 
 export interface Rendered {
   /** Directory on the host file system, visible inside the test's mount namespace. */
@@ -68,12 +53,12 @@ export async function renderFor(targets: Target[], t: Pick<Test, 'teardown'>): P
 
 /**
  * Bash functions for scenario scripts. `R` is the root under test ($MNT/root), `A` the artifact dir.
- *   run LABEL SHELL RUNNER [ENV=VALUE…]: run an artifact; LABEL.out, LABEL.err, LABEL.rc in $A
+ *   run LABEL SHELL RUNNER [ENV=VALUE…]: run an artifact under `capture` (./capture.ts): LABEL.out, LABEL.err, LABEL.rc in $A
  *   snap LABEL: observe_tree of $R (test/helpers/observe.sh): every entry's type, inode, mode,
  *               owner, mtime, ctime, flags, subvolume, checksum, xattrs
  *   subvol PATH: "yes" when btrfs subvolume show accepts PATH as a subvolume
  */
-export const PRELUDE = String.raw`
+export const PRELUDE = String.raw`${CAPTURE_FN}
 R=$MNT/root
 mkdir -p "$R/etc"
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$R/etc/passwd"
@@ -81,25 +66,16 @@ printf 'root:x:0:\nkvm:x:36:\n' >"$R/etc/group"
 run() {
   label=$1 sh=$2 runner=$3; shift 3
   case $runner in
-  kickstart) env "$@" ANA_INSTALL_PATH="$R" $sh "$A/kickstart.sh" >"$A/$label.out" 2>"$A/$label.err" ;;
-  hook) env "$@" $sh "$A/nocow-apply.sh" --root "$R" >"$A/$label.out" 2>"$A/$label.err" ;;
+  kickstart) capture "$label" env "$@" ANA_INSTALL_PATH="$R" $sh "$A/kickstart.sh" ;;
+  hook) capture "$label" env "$@" $sh "$A/nocow-apply.sh" --root "$R" ;;
   esac
-  echo $? >"$A/$label.rc"
 }
 snap() { observe_tree "$R" >"$A/$1.snap"; }
 subvol() { if btrfs subvolume show "$1" >/dev/null 2>&1; then echo yes; else echo no; fi; }
 flags() { lsattr -d "$1" | cut -d' ' -f1; }
 `;
 
-export interface RunResult {
-  out: string;
-  err: string;
-  rc: number;
-}
-
-export async function result(a: Rendered, label: string): Promise<RunResult> {
-  const [out, err, rc] = await Promise.all(['out', 'err', 'rc'].map((ext) => readFile(join(a.dir, `${label}.${ext}`), 'utf8')));
-  return { out: out!, err: err!, rc: Number(rc) };
-}
+/** What `run LABEL …` left in the artifact dir. */
+export const result = (a: Rendered, label: string) => readRan(a.dir, label);
 
 export const readArtifactFile = (a: Rendered, name: string) => readFile(join(a.dir, name), 'utf8');

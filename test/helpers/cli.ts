@@ -14,8 +14,3 @@ export function builtCli(): string {
   if (built === undefined || built < newest) throw new Error(`${NOCOW_BIN} is missing or older than src/: run npm run build (npm test does)`);
   return NOCOW_BIN;
 }
-
-/** `nocow LABEL ARGS…` in a test script: runs the built CLI ($CLI); LABEL.out, .err, .rc in $A. */
-export const NOCOW_FN = String.raw`
-nocow() { label=$1; shift; rc=0; node "$CLI" "$@" >"$A/$label.out" 2>"$A/$label.err" || rc=$?; echo $rc >"$A/$label.rc"; }
-`;
