@@ -1,6 +1,6 @@
 // Options several commands share, defined once.
 import type { Argv } from 'yargs';
-import { UsageError, showArg } from './errors.js';
+import { UsageError, exactPath, showArg } from './errors.js';
 import { BUILTIN_PROFILES } from './declaration/profiles.js';
 
 export interface DeclarationArgs {
@@ -56,17 +56,6 @@ export function declarationOptions<T>(yargs: Argv<T>): Argv<T & DeclarationArgs>
 
 /** The last --root wins, as for most tools; the shell artifacts take one root too. */
 export const single = (value: string | string[]): string => (Array.isArray(value) ? value[value.length - 1]! : value);
-
-/**
- * Node decodes argv as UTF-8 and turns bytes that are not UTF-8 into U+FFFD: a directory
- * named so would be another directory than the one given, so such a value is refused.
- */
-export function exactPath(option: string, value: string): string {
-  if (value.includes('\ufffd')) {
-    throw new UsageError(`${option} ${showArg(value)}: not valid UTF-8 (or contains U+FFFD); give a path whose name is UTF-8`);
-  }
-  return value;
-}
 
 /**
  * -o DIR: one directory. Given twice is refused rather than "last wins": files written

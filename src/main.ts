@@ -2,8 +2,7 @@
 // buildParser() is the one definition of the command line: main() parses with it, the completion
 // scripts ask it for their answers, and src/scripts/manpage.ts writes nocow(1) from it.
 import type { Argv, Options } from 'yargs';
-import { UsageError } from './errors.js';
-import { PlanError } from './plan.js';
+import { UsageError, exitStatusOf } from './errors.js';
 import { printable, processIo, type Io } from './io.js';
 import { epilogueText, type CommandHelp } from './cli-options.js';
 import { fastArgs } from './cli-fast.js';
@@ -116,9 +115,6 @@ export async function buildParser(opts: ParserOptions): Promise<Argv> {
       },
     );
   }
-  // yargs renders the whole --help of the command that ran, after every run, in case a failure
-  // later shows it (about 28 ms); failures here never show help, and --help renders its own.
-  (parser as unknown as { getInternalMethods(): { getUsageInstance(): { cacheHelpMessage(): void } } }).getInternalMethods().getUsageInstance().cacheHelpMessage = () => {};
   for (const [key, spec] of GLOBAL_OPTIONS) parser = parser.option(key, spec as Options);
   // Before yargs checks choices and counts operands: the operands themselves, for their stand-ins.
   if (scanned) parser = parser.middleware((args) => restoreOperands(args, scanned.operands), true);
@@ -133,8 +129,11 @@ export async function buildParser(opts: ParserOptions): Promise<Argv> {
     .wrap(Math.min(100, opts.columns ?? terminalColumns()))
     .exitProcess(false)
     .fail((message, error) => {
-      // yargs lays some messages out on several lines ("Invalid values:\n  Argument: …"): one line each.
-      throw error ?? new UsageError(oneLine(message));
+      // yargs' own checks (an option missing its value, a coerce function's UsageError, which yargs
+      // wraps in its YError) are usage errors; yargs lays some messages out on several lines
+      // ("Invalid values:\n  Argument: …"): one line each. A command's own error passes as it is.
+      if (error === undefined || error === null) throw new UsageError(oneLine(message));
+      throw error.name === 'YError' ? new UsageError(oneLine(error.message)) : error;
     });
 }
 
@@ -189,18 +188,10 @@ export async function main(argv: string[], io: Io = processIo, options: MainOpti
   let status = 0;
   const debug = argv.includes('--debug');
   const fail = (error: unknown): number => {
-    // Bad usage or declaration: exit 2. YError: yargs' own checks that reach here as errors,
-    // e.g. an option missing its value, or a coerce function's UsageError, which yargs wraps.
-    // A PlanError (an artifact named that the declaration cannot produce) is a usage error too.
-    // DeclarationError by name: its module is loaded only with a declaration. UsageError by name
-    // too: a module bundled apart from the core (esbuild.config.mjs) has its own copy of the class.
-    const name = (error as { name?: string } | undefined)?.name;
-    const usage = error instanceof UsageError || error instanceof PlanError || name === 'UsageError' || name === 'DeclarationError' || name === 'YError';
-    let problems = (error as { problems?: string[] } | undefined)?.problems ?? [(error as Error | undefined)?.message ?? String(error)];
-    if (name === 'YError') problems = problems.map(oneLine);
+    const problems = (error as { problems?: string[] } | undefined)?.problems ?? [(error as Error | undefined)?.message ?? String(error)];
     for (const problem of problems) io.err(`nocow: error: ${printable(problem)}\n`);
     if (debug && error instanceof Error && error.stack) io.err(`${error.stack}\n`);
-    return usage ? 2 : 1;
+    return exitStatusOf(error);
   };
   const given = argv.filter((a) => a !== '--debug');
   if (given.length === 1 && VERSION_FLAGS.includes(given[0]!)) {

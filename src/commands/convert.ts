@@ -3,8 +3,9 @@
 import type { Argv } from 'yargs';
 import { realpath } from 'node:fs/promises';
 import { lstatSync } from 'node:fs';
+import { exactPath } from '../errors.js';
 import { printable, size, type Io } from '../io.js';
-import { declarationOptions, exactPath, jsonOption, rootOption, type CommandHelp, type DeclarationArgs } from '../cli-options.js';
+import { declarationOptions, jsonOption, rootOption, type CommandHelp, type DeclarationArgs } from '../cli-options.js';
 import { TEMP_SUFFIX, temporaryName } from '../facts.js';
 import type { ConvertContext, Outcome, Progress } from '../convert/convert.js';
 import type { Subject } from '../inspect/subject.js';

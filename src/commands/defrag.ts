@@ -3,8 +3,8 @@
 import { resolve, posix } from 'node:path';
 import type { Argv } from 'yargs';
 import { nameText, printable, size, type Io } from '../io.js';
-import { declarationOptions, exactPath, jsonOption, rootOption, type CommandHelp, type DeclarationArgs } from '../cli-options.js';
-import { UsageError, showArg } from '../errors.js';
+import { declarationOptions, jsonOption, rootOption, type CommandHelp, type DeclarationArgs } from '../cli-options.js';
+import { UsageError, exactPath, showArg } from '../errors.js';
 import { refusedTarget } from '../facts.js';
 import { DEFAULT_MIN_EXTENTS } from '../defrag/policy.js';
 import type { FileReport, Outcome } from '../defrag/defrag.js';

@@ -2,8 +2,8 @@
 // PATHs, the files in the declared targets' directories where +C is expected.
 import type { Argv } from 'yargs';
 import { printable, size, type Io } from '../io.js';
-import { declarationOptions, exactPath, jsonOption, rootOption, type CommandHelp, type DeclarationArgs } from '../cli-options.js';
-import { UsageError } from '../errors.js';
+import { declarationOptions, jsonOption, rootOption, type CommandHelp, type DeclarationArgs } from '../cli-options.js';
+import { UsageError, exactPath } from '../errors.js';
 import type { Candidate, MigrateOptions } from '../migrate/migrate.js';
 
 export interface MigrateArgs extends DeclarationArgs {

@@ -1,7 +1,8 @@
 // nocow status [PATH…]: is each declared directory as declared here, and which files in it still fragment?
 import type { Argv } from 'yargs';
+import { exactPath } from '../errors.js';
 import { printable, processIo, stdoutIsTerminal, type Io } from '../io.js';
-import { declarationOptions, exactPath, rootOption, single, type CommandHelp, type DeclarationArgs } from '../cli-options.js';
+import { declarationOptions, rootOption, single, type CommandHelp, type DeclarationArgs } from '../cli-options.js';
 
 export interface StatusArgs extends DeclarationArgs {
   paths: string[];

@@ -78,7 +78,7 @@ import { argumentLists, extentCounts, flagsOf, tool } from './tools.js';
 import { REDUNDANT_PROFILES, TEMP_SUFFIX, frozenBy, refusedTarget, temporaryName as temporaryBeside } from '../facts.js';
 import { nameText, size } from '../io.js';
 import { mountTable, mountsInside, refusedAlias, shownPoint } from '../host/mounts.js';
-import { reasonOf } from '../errors.js';
+import { FailedError, reasonOf } from '../errors.js';
 
 const BTRFS_SUPER_MAGIC = 0x9123683e;
 /** A batch: at most so many files, so many bytes (a file of DIRECT_MIN or more goes alone). */
@@ -113,7 +113,7 @@ export interface MigrateOptions {
   dryRun?: boolean;
 }
 
-export class MigrateError extends Error {}
+export class MigrateError extends FailedError {}
 
 /** Where the copy of PATH is made: hidden, beside it, always a valid name. */
 export const temporaryName = (path: string) => temporaryBeside(path, TEMP_SUFFIX.migrate, '.');
