@@ -8,6 +8,7 @@ import { assertKickstartSection, commentSafe, rpmEscape, rpmMacroBody, shQuote, 
 import { unitExecHomeWord, unitExecWord, unitPathValue } from './escape.js';
 import { argsLine, repartSubvolumeWord, repartWord, xmlCommentSafe, xmlEscape } from './escape.js';
 import { servicesUsing } from '../declaration/profiles.js';
+import { luaPathChecks, luaValueRules } from './macro-rules.js';
 import { defragWant } from '../defrag/policy.js';
 
 export interface Templates {
@@ -215,6 +216,8 @@ export function renderFile(plan: Plan, planned: PlannedFile, templates: Template
           libReferences: lib.references,
           refusedBelow: luaStringList(REFUSED_SYSTEM_TARGETS.below),
           refusedExact: luaStringList(REFUSED_SYSTEM_TARGETS.exact),
+          pathChecks: luaPathChecks(),
+          valueRules: luaValueRules(),
         },
         (value) => rpmMacroBody(rpmEscape(String(value))),
       );
