@@ -1,34 +1,28 @@
 // The CLI: parse argv, run one command, return its exit status. Only the bin exits the process.
 // buildParser() is the one definition of the command line: main() parses with it, the completion
 // scripts ask it for their answers, and src/scripts/manpage.ts writes nocow(1) from it.
-import type { Argv, Options } from 'yargs';
+import type { Arguments, Argv, Options } from 'yargs';
 import { UsageError, exitStatusOf } from './errors.js';
 import { printable, processIo, type Io } from './io.js';
 import { epilogueText, type CommandHelp } from './cli-options.js';
 import { fastArgs } from './cli-fast.js';
 import { checkOperands, recordDefinition, restoreOperands, scanArgv, yargsArgv, type Definition, type OptionSpec, type Scanned } from './cli-argv.js';
-import * as generate from './commands/generate.js';
-import * as statusCommand from './commands/status.js';
-import * as apply from './commands/apply.js';
-import * as migrate from './commands/migrate.js';
-import * as convert from './commands/convert.js';
-import * as defrag from './commands/defrag.js';
-import * as completion from './commands/completion.js';
+import generate from './commands/generate.js';
+import statusCommand from './commands/status.js';
+import apply from './commands/apply.js';
+import migrate from './commands/migrate.js';
+import convert from './commands/convert.js';
+import defrag from './commands/defrag.js';
+import completion from './commands/completion.js';
+import type { CommandModule } from './cli-command.js';
 
-/** A command as src/commands/*.ts defines it. */
-export interface CommandModule {
-  command: string;
-  describe: string;
-  builder(yargs: Argv): Argv<any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-  help: CommandHelp;
-  run(args: any, io: Io): Promise<number>; // eslint-disable-line @typescript-eslint/no-explicit-any
-}
+export type { CommandModule };
 
 /** Every command, in the order --help, the man page and the error for an unknown command list them. */
 export const COMMANDS: readonly CommandModule[] = [generate, statusCommand, apply, migrate, convert, defrag, completion];
 
-/** The commands that act on a declaration: those the error for an unknown or missing command names. */
-export const MAIN_COMMANDS = ['generate', 'status', 'apply', 'migrate', 'convert', 'defrag'] as const;
+/** The commands that act on a declaration (their builder defines --profile): those the error for an unknown or missing command names. */
+export const mainCommands = (): string[] => COMMANDS.filter((c) => definitionOf(c).options.has('profile')).map(commandName);
 
 export const commandName = (c: Pick<CommandModule, 'command'>): string => c.command.split(' ')[0]!;
 
@@ -85,7 +79,7 @@ export interface ParserOptions {
   /** Called with each command's yargs instance once its builder has defined it (for the man page). */
   onCommand?: (name: string, yargs: Argv) => void;
   /** Runs a command with the arguments yargs parsed (default: its run); tests compare them with the fast path's. */
-  runCommand?: (command: CommandModule, args: Record<string, unknown>, io: Io) => Promise<number>;
+  runCommand?: (command: CommandModule, args: Arguments, io: Io) => Promise<number>;
   /** The command line as src/cli-argv.ts read it, when the argv to parse is the one yargsArgv() made of it. */
   scanned?: Scanned;
 }
@@ -119,7 +113,7 @@ export async function buildParser(opts: ParserOptions): Promise<Argv> {
   // Before yargs checks choices and counts operands: the operands themselves, for their stand-ins.
   if (scanned) parser = parser.middleware((args) => restoreOperands(args, scanned.operands), true);
   return parser
-    .demandCommand(1, `no command given; commands: ${MAIN_COMMANDS.join(', ')}`)
+    .demandCommand(1, `no command given; commands: ${mainCommands().join(', ')}`)
     .strict()
     .help()
     .alias('h', 'help')
@@ -173,13 +167,13 @@ export function readCommandLine(command: CommandModule, argv: readonly string[])
   const definition = definitionOf(command);
   const scanned = scanArgv(name, definition, READ_GLOBALS, argv);
   const word = scanned.operands[0];
-  if (word !== name) throw new UsageError(`unknown command ${JSON.stringify(word ?? '')}; commands: ${MAIN_COMMANDS.join(', ')}`);
+  if (word !== name) throw new UsageError(`unknown command ${JSON.stringify(word ?? '')}; commands: ${mainCommands().join(', ')}`);
   if (!scanned.options.has('help')) checkOperands(name, definition.positional, scanned.operands.slice(1));
   return scanned;
 }
 
 /** The arguments yargs would give COMMAND's handler for what was read, without yargs; undefined where yargs must make them. */
-export function fastPathArgs(command: CommandModule, scanned: Scanned): Record<string, unknown> | undefined {
+export function fastPathArgs(command: CommandModule, scanned: Scanned): Arguments | undefined {
   return fastArgs(commandName(command), definitionOf(command), GLOBAL_OPTIONS, scanned);
 }
 
@@ -206,10 +200,10 @@ export async function main(argv: string[], io: Io = processIo, options: MainOpti
     const word = argv.find((a) => !a.startsWith('-'));
     const names = COMMANDS.map(commandName);
     if (word !== undefined && !names.includes(word)) {
-      return fail(new UsageError(`unknown command ${JSON.stringify(word)}; commands: ${MAIN_COMMANDS.join(', ')}`));
+      return fail(new UsageError(`unknown command ${JSON.stringify(word)}; commands: ${mainCommands().join(', ')}`));
     }
     if (word === undefined && !argv.some((a) => HELP_FLAGS.includes(a))) {
-      const code = fail(new UsageError(`no command given; commands: ${MAIN_COMMANDS.join(', ')}`));
+      const code = fail(new UsageError(`no command given; commands: ${mainCommands().join(', ')}`));
       io.err('nocow: hint: nocow --help says what each command does; nocow COMMAND --help gives its options and examples\n');
       return code;
     }
