@@ -3,11 +3,6 @@ import type { Argv } from 'yargs';
 import { UsageError, exactPath, showArg } from './errors.js';
 import { BUILTIN_PROFILES, DEFAULT_PROFILE } from './declaration/profiles.js';
 
-export interface DeclarationArgs {
-  profile: string[];
-  config: string[];
-}
-
 // Not `array: true`: an array option would swallow the paths that follow it.
 const repeatable = (value: string | string[]): string[] => (Array.isArray(value) ? value : [value]);
 
