@@ -63,6 +63,12 @@ const oneLine = (message: string): string =>
 /** The options every command has. */
 export const GLOBAL_OPTIONS: ReadonlyMap<string, OptionSpec> = new Map([['debug', { type: 'boolean', describe: 'Show stack traces of errors', global: true }]]);
 
+/** The options of the top level, besides the global ones: what the man page lists with them. */
+export const TOP_OPTIONS: ReadonlyMap<string, OptionSpec> = new Map([
+  ['help', { alias: 'h', type: 'boolean', describe: 'Show help' }],
+  ['version', { alias: 'V', type: 'boolean', describe: 'Print the version and exit' }],
+]);
+
 /** The commands whose arguments are made without yargs (src/cli-fast.ts); the others always go through yargs. */
 export const FAST_PATH: ReadonlySet<string> = new Set(['generate', 'status', 'apply']);
 
@@ -115,10 +121,10 @@ export async function buildParser(opts: ParserOptions): Promise<Argv> {
   return parser
     .demandCommand(1, `no command given; commands: ${mainCommands().join(', ')}`)
     .strict()
-    .help()
+    .help('help', TOP_OPTIONS.get('help')!.describe!)
     .alias('h', 'help')
     .version(false)
-    .option('version', { alias: 'V', type: 'boolean', describe: 'Print the version and exit', global: false })
+    .option('version', { ...(TOP_OPTIONS.get('version') as Options), global: false })
     .epilogue(epilogueText(HELP))
     .wrap(Math.min(100, opts.columns ?? terminalColumns()))
     .exitProcess(false)
