@@ -3,6 +3,7 @@
 // gives the command what yargs would make of it: defaults, coerce, each key under its aliases and
 // camelCase forms. A coerce that refuses its value returns undefined and goes to yargs, which reports
 // it (the same message). test/cli-fast.test.ts proves the two agree on a corpus of argv.
+import type { Arguments } from 'yargs';
 import type { Definition, OptionSpec, Scanned } from './cli-argv.js';
 
 const camel = (key: string): string => key.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
@@ -19,8 +20,8 @@ function keysOf(name: string, spec: OptionSpec): string[] {
  * The arguments yargs would hand the command's handler for what was scanned, or undefined where
  * yargs must read them. `globals`: the options every command has.
  */
-export function fastArgs(name: string, definition: Definition, globals: ReadonlyMap<string, OptionSpec>, scanned: Scanned): Record<string, unknown> | undefined {
-  const args: Record<string, unknown> = { _: [name] };
+export function fastArgs(name: string, definition: Definition, globals: ReadonlyMap<string, OptionSpec>, scanned: Scanned): Arguments | undefined {
+  const args: Record<string, unknown> = {};
   const set = (key: string, spec: OptionSpec, value: unknown): void => {
     for (const k of keysOf(key, spec)) args[k] = value;
   };
@@ -42,6 +43,5 @@ export function fastArgs(name: string, definition: Definition, globals: Readonly
     // A value the option's coerce refuses: yargs reports it, in the same words.
     return undefined;
   }
-  args.$0 = 'nocow';
-  return args;
+  return { _: [name], ...args, $0: 'nocow' };
 }

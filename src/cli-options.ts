@@ -1,12 +1,7 @@
 // Options several commands share, defined once.
 import type { Argv } from 'yargs';
-import { UsageError, showArg } from './errors.js';
-import { BUILTIN_PROFILES } from './declaration/profiles.js';
-
-export interface DeclarationArgs {
-  profile: string[];
-  config: string[];
-}
+import { UsageError, exactPath, showArg } from './errors.js';
+import { BUILTIN_PROFILES, DEFAULT_PROFILE } from './declaration/profiles.js';
 
 // Not `array: true`: an array option would swallow the paths that follow it.
 const repeatable = (value: string | string[]): string[] => (Array.isArray(value) ? value : [value]);
@@ -32,16 +27,16 @@ export function configFiles(value: string | string[]): string[] {
 }
 
 /** --profile and --config: which declaration a command works from. */
-export function declarationOptions<T>(yargs: Argv<T>): Argv<T & DeclarationArgs> {
+export function declarationOptions<T>(yargs: Argv<T>) {
   return yargs
     .option('profile', {
       alias: 'p',
-      describe: 'Built-in profile (repeatable, or comma-separated): libvirt, machines, mariadb, postgresql, gnome-boxes, gnome-boxes-flatpak',
+      describe: `Built-in profile (repeatable, or comma-separated): ${Object.keys(BUILTIN_PROFILES).join(', ')}`,
       type: 'string',
       requiresArg: true,
       coerce: profileNames,
       default: [] as string[],
-      defaultDescription: 'libvirt, when no --config is given either',
+      defaultDescription: `${DEFAULT_PROFILE}, when no --config is given either`,
     })
     .option('config', {
       alias: 'c',
@@ -51,22 +46,11 @@ export function declarationOptions<T>(yargs: Argv<T>): Argv<T & DeclarationArgs>
       coerce: configFiles,
       default: [] as string[],
       defaultDescription: 'none',
-    }) as unknown as Argv<T & DeclarationArgs>;
+    });
 }
 
 /** The last --root wins, as for most tools; the shell artifacts take one root too. */
 export const single = (value: string | string[]): string => (Array.isArray(value) ? value[value.length - 1]! : value);
-
-/**
- * Node decodes argv as UTF-8 and turns bytes that are not UTF-8 into U+FFFD: a directory
- * named so would be another directory than the one given, so such a value is refused.
- */
-export function exactPath(option: string, value: string): string {
-  if (value.includes('\ufffd')) {
-    throw new UsageError(`${option} ${showArg(value)}: not valid UTF-8 (or contains U+FFFD); give a path whose name is UTF-8`);
-  }
-  return value;
-}
 
 /**
  * -o DIR: one directory. Given twice is refused rather than "last wins": files written
@@ -81,13 +65,32 @@ export function outputDir(value: string | string[]): string {
   return exactPath('-o', value);
 }
 
-export function rootOption<T>(yargs: Argv<T>, describe: string): Argv<T & { root: string }> {
-  return yargs.option('root', { describe, type: 'string', default: '/', requiresArg: true, coerce: (value: string | string[]) => exactPath('--root', single(value)) }) as unknown as Argv<T & { root: string }>;
+export function rootOption<T>(yargs: Argv<T>, describe: string) {
+  return yargs.option('root', { describe, type: 'string', default: '/', requiresArg: true, coerce: (value: string | string[]) => exactPath('--root', single(value)) });
+}
+
+/**
+ * What the commands on a declaration's targets or on PATH operands share: the `paths` operands
+ * (none: WHEN_NONE, e.g. every declared target), --profile, --config and --root (ROOT: its description).
+ */
+export function pathsOptions(yargs: Argv, paths: { describe: string; whenNone: string }, root: string) {
+  const withPaths = yargs.positional('paths', { describe: paths.describe, type: 'string', array: true, default: [] as string[], defaultDescription: paths.whenNone });
+  return rootOption(declarationOptions(withPaths), root);
+}
+
+/** --dry-run (-n): change nothing, say what would be done. */
+export function dryRunOption<T>(yargs: Argv<T>, describe: string) {
+  return yargs.option('dry-run', { alias: 'n', type: 'boolean', default: false, describe });
+}
+
+/** --force-nocow: +C even on a redundant data profile, where it gives up the checksums self-healing needs. */
+export function forceNocowOption<T>(yargs: Argv<T>, describe: string) {
+  return yargs.option('force-nocow', { type: 'boolean', default: false, describe });
 }
 
 /** --json: one JSON document on stdout instead of the lines for people. */
-export function jsonOption<T>(yargs: Argv<T>, describe: string): Argv<T & { json: boolean }> {
-  return yargs.option('json', { describe, type: 'boolean', default: false }) as unknown as Argv<T & { json: boolean }>;
+export function jsonOption<T>(yargs: Argv<T>, describe: string) {
+  return yargs.option('json', { describe, type: 'boolean', default: false });
 }
 
 /** The word the man page and the error for a missing value show for an option's value. */

@@ -1,35 +1,28 @@
 // The CLI: parse argv, run one command, return its exit status. Only the bin exits the process.
 // buildParser() is the one definition of the command line: main() parses with it, the completion
 // scripts ask it for their answers, and src/scripts/manpage.ts writes nocow(1) from it.
-import type { Argv, Options } from 'yargs';
-import { UsageError } from './errors.js';
-import { PlanError } from './plan.js';
+import type { Arguments, Argv, Options } from 'yargs';
+import { UsageError, exitStatusOf } from './errors.js';
 import { printable, processIo, type Io } from './io.js';
 import { epilogueText, type CommandHelp } from './cli-options.js';
 import { fastArgs } from './cli-fast.js';
 import { checkOperands, recordDefinition, restoreOperands, scanArgv, yargsArgv, type Definition, type OptionSpec, type Scanned } from './cli-argv.js';
-import * as generate from './commands/generate.js';
-import * as statusCommand from './commands/status.js';
-import * as apply from './commands/apply.js';
-import * as migrate from './commands/migrate.js';
-import * as convert from './commands/convert.js';
-import * as defrag from './commands/defrag.js';
-import * as completion from './commands/completion.js';
+import generate from './commands/generate.js';
+import statusCommand from './commands/status.js';
+import apply from './commands/apply.js';
+import migrate from './commands/migrate.js';
+import convert from './commands/convert.js';
+import defrag from './commands/defrag.js';
+import completion from './commands/completion.js';
+import type { CommandModule } from './cli-command.js';
 
-/** A command as src/commands/*.ts defines it. */
-export interface CommandModule {
-  command: string;
-  describe: string;
-  builder(yargs: Argv): Argv<any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-  help: CommandHelp;
-  run(args: any, io: Io): Promise<number>; // eslint-disable-line @typescript-eslint/no-explicit-any
-}
+export type { CommandModule };
 
 /** Every command, in the order --help, the man page and the error for an unknown command list them. */
 export const COMMANDS: readonly CommandModule[] = [generate, statusCommand, apply, migrate, convert, defrag, completion];
 
-/** The commands that act on a declaration: those the error for an unknown or missing command names. */
-export const MAIN_COMMANDS = ['generate', 'status', 'apply', 'migrate', 'convert', 'defrag'] as const;
+/** The commands that act on a declaration (their builder defines --profile): those the error for an unknown or missing command names. */
+export const mainCommands = (): string[] => COMMANDS.filter((c) => definitionOf(c).options.has('profile')).map(commandName);
 
 export const commandName = (c: Pick<CommandModule, 'command'>): string => c.command.split(' ')[0]!;
 
@@ -70,6 +63,12 @@ const oneLine = (message: string): string =>
 /** The options every command has. */
 export const GLOBAL_OPTIONS: ReadonlyMap<string, OptionSpec> = new Map([['debug', { type: 'boolean', describe: 'Show stack traces of errors', global: true }]]);
 
+/** The options of the top level, besides the global ones: what the man page lists with them. */
+export const TOP_OPTIONS: ReadonlyMap<string, OptionSpec> = new Map([
+  ['help', { alias: 'h', type: 'boolean', describe: 'Show help' }],
+  ['version', { alias: 'V', type: 'boolean', describe: 'Print the version and exit' }],
+]);
+
 /** The commands whose arguments are made without yargs (src/cli-fast.ts); the others always go through yargs. */
 export const FAST_PATH: ReadonlySet<string> = new Set(['generate', 'status', 'apply']);
 
@@ -86,7 +85,7 @@ export interface ParserOptions {
   /** Called with each command's yargs instance once its builder has defined it (for the man page). */
   onCommand?: (name: string, yargs: Argv) => void;
   /** Runs a command with the arguments yargs parsed (default: its run); tests compare them with the fast path's. */
-  runCommand?: (command: CommandModule, args: Record<string, unknown>, io: Io) => Promise<number>;
+  runCommand?: (command: CommandModule, args: Arguments, io: Io) => Promise<number>;
   /** The command line as src/cli-argv.ts read it, when the argv to parse is the one yargsArgv() made of it. */
   scanned?: Scanned;
 }
@@ -116,25 +115,25 @@ export async function buildParser(opts: ParserOptions): Promise<Argv> {
       },
     );
   }
-  // yargs renders the whole --help of the command that ran, after every run, in case a failure
-  // later shows it (about 28 ms); failures here never show help, and --help renders its own.
-  (parser as unknown as { getInternalMethods(): { getUsageInstance(): { cacheHelpMessage(): void } } }).getInternalMethods().getUsageInstance().cacheHelpMessage = () => {};
   for (const [key, spec] of GLOBAL_OPTIONS) parser = parser.option(key, spec as Options);
   // Before yargs checks choices and counts operands: the operands themselves, for their stand-ins.
   if (scanned) parser = parser.middleware((args) => restoreOperands(args, scanned.operands), true);
   return parser
-    .demandCommand(1, `no command given; commands: ${MAIN_COMMANDS.join(', ')}`)
+    .demandCommand(1, `no command given; commands: ${mainCommands().join(', ')}`)
     .strict()
-    .help()
+    .help('help', TOP_OPTIONS.get('help')!.describe!)
     .alias('h', 'help')
     .version(false)
-    .option('version', { alias: 'V', type: 'boolean', describe: 'Print the version and exit', global: false })
+    .option('version', { ...(TOP_OPTIONS.get('version') as Options), global: false })
     .epilogue(epilogueText(HELP))
     .wrap(Math.min(100, opts.columns ?? terminalColumns()))
     .exitProcess(false)
     .fail((message, error) => {
-      // yargs lays some messages out on several lines ("Invalid values:\n  Argument: …"): one line each.
-      throw error ?? new UsageError(oneLine(message));
+      // yargs' own checks (an option missing its value, a coerce function's UsageError, which yargs
+      // wraps in its YError) are usage errors; yargs lays some messages out on several lines
+      // ("Invalid values:\n  Argument: …"): one line each. A command's own error passes as it is.
+      if (error === undefined || error === null) throw new UsageError(oneLine(message));
+      throw error.name === 'YError' ? new UsageError(oneLine(error.message)) : error;
     });
 }
 
@@ -174,13 +173,13 @@ export function readCommandLine(command: CommandModule, argv: readonly string[])
   const definition = definitionOf(command);
   const scanned = scanArgv(name, definition, READ_GLOBALS, argv);
   const word = scanned.operands[0];
-  if (word !== name) throw new UsageError(`unknown command ${JSON.stringify(word ?? '')}; commands: ${MAIN_COMMANDS.join(', ')}`);
+  if (word !== name) throw new UsageError(`unknown command ${JSON.stringify(word ?? '')}; commands: ${mainCommands().join(', ')}`);
   if (!scanned.options.has('help')) checkOperands(name, definition.positional, scanned.operands.slice(1));
   return scanned;
 }
 
 /** The arguments yargs would give COMMAND's handler for what was read, without yargs; undefined where yargs must make them. */
-export function fastPathArgs(command: CommandModule, scanned: Scanned): Record<string, unknown> | undefined {
+export function fastPathArgs(command: CommandModule, scanned: Scanned): Arguments | undefined {
   return fastArgs(commandName(command), definitionOf(command), GLOBAL_OPTIONS, scanned);
 }
 
@@ -189,18 +188,10 @@ export async function main(argv: string[], io: Io = processIo, options: MainOpti
   let status = 0;
   const debug = argv.includes('--debug');
   const fail = (error: unknown): number => {
-    // Bad usage or declaration: exit 2. YError: yargs' own checks that reach here as errors,
-    // e.g. an option missing its value, or a coerce function's UsageError, which yargs wraps.
-    // A PlanError (an artifact named that the declaration cannot produce) is a usage error too.
-    // DeclarationError by name: its module is loaded only with a declaration. UsageError by name
-    // too: a module bundled apart from the core (esbuild.config.mjs) has its own copy of the class.
-    const name = (error as { name?: string } | undefined)?.name;
-    const usage = error instanceof UsageError || error instanceof PlanError || name === 'UsageError' || name === 'DeclarationError' || name === 'YError';
-    let problems = (error as { problems?: string[] } | undefined)?.problems ?? [(error as Error | undefined)?.message ?? String(error)];
-    if (name === 'YError') problems = problems.map(oneLine);
+    const problems = (error as { problems?: string[] } | undefined)?.problems ?? [(error as Error | undefined)?.message ?? String(error)];
     for (const problem of problems) io.err(`nocow: error: ${printable(problem)}\n`);
     if (debug && error instanceof Error && error.stack) io.err(`${error.stack}\n`);
-    return usage ? 2 : 1;
+    return exitStatusOf(error);
   };
   const given = argv.filter((a) => a !== '--debug');
   if (given.length === 1 && VERSION_FLAGS.includes(given[0]!)) {
@@ -215,10 +206,10 @@ export async function main(argv: string[], io: Io = processIo, options: MainOpti
     const word = argv.find((a) => !a.startsWith('-'));
     const names = COMMANDS.map(commandName);
     if (word !== undefined && !names.includes(word)) {
-      return fail(new UsageError(`unknown command ${JSON.stringify(word)}; commands: ${MAIN_COMMANDS.join(', ')}`));
+      return fail(new UsageError(`unknown command ${JSON.stringify(word)}; commands: ${mainCommands().join(', ')}`));
     }
     if (word === undefined && !argv.some((a) => HELP_FLAGS.includes(a))) {
-      const code = fail(new UsageError(`no command given; commands: ${MAIN_COMMANDS.join(', ')}`));
+      const code = fail(new UsageError(`no command given; commands: ${mainCommands().join(', ')}`));
       io.err('nocow: hint: nocow --help says what each command does; nocow COMMAND --help gives its options and examples\n');
       return code;
     }

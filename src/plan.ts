@@ -3,6 +3,7 @@
 import type { Declaration, Target } from './declaration/types.js';
 import { defragWant } from './policy.js';
 import { kiwiProblem } from './render/escape.js';
+import { UsageError } from './errors.js';
 
 export const ARTIFACTS = [
   'posttrans',
@@ -92,7 +93,8 @@ export function repartDefinitionProblem(name: string): string | undefined {
   return undefined;
 }
 
-export class PlanError extends Error {}
+/** An artifact named that the declaration cannot produce: a usage error. */
+export class PlanError extends UsageError {}
 
 function file(artifact: Artifact, name: string, template: TemplateName, targets: Target[], executable = false): PlannedFile {
   return { artifact, file: name, template, targets, executable };

@@ -9,16 +9,14 @@ import {
   xmlEscape,
   assertKickstartSection,
   commentSafe,
-  globEscape,
   rpmEscape,
   shQuote,
-  TMPFILES_PATH_MAX,
   tmpfilesGlobPath,
   tmpfilesHomeGlobPath,
   tmpfilesHomePath,
-  tmpfilesProblem,
   tmpfilesQuote,
 } from '../src/render/escape.js';
+import { globEscape, TMPFILES_PATH_MAX, tmpfilesProblem } from '../src/formats.js';
 
 const NASTY = [
   '/srv/vm images/$(touch /tmp/pwned)',

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { planArtifacts } from '../src/plan.js';
 import { renderLibrary, renderPlan, rpmLibraryMacros } from '../src/render/render.js';
 import { loadTemplates } from '../src/templates.js';
+import { validateDeclaration } from '../src/declaration/validate.js';
 import { target } from './helpers/target.js';
 import { runInFs, type FsType } from './helpers/fs.js';
 import { CAPTURE_FN, readRan } from './helpers/capture.js';
@@ -233,10 +234,10 @@ t.test('GIVEN a value the scriptlet could not carry WHEN the macro is expanded T
   const evaluate = (call: string) => execa('rpm', ['--load', MACROS, '--eval', call], { reject: false });
   for (const [args, reason] of [
     ['', 'expected a PATH'],
-    ['var/lib/x', 'var/lib/x: expected an absolute path starting with /'],
-    ['/', 'expected a path below /'],
-    ['/var/lib/x/', 'expected a path without a trailing /'],
-    ['/var/lib/../x', 'expected a path without . or .. segments'],
+    ['var/lib/x', 'var/lib/x: expected an absolute path starting with "/"'],
+    ['/', 'expected a path below "/"'],
+    ['/var/lib/x/', 'expected a path without a trailing "/"'],
+    ['/var/lib/../x', 'expected a path without "." or ".." segments'],
     ['/var//x', 'expected a path without empty segments'],
     ['/.hidden', 'name .hidden: expected 1 to 64 letters'],
     ['-n a/b /var/x', 'name a/b: expected 1 to 64 letters'],
@@ -259,6 +260,31 @@ t.test('GIVEN a value the scriptlet could not carry WHEN the macro is expanded T
   t.equal(await last('%nocow_posttrans /srv/%%{_topdir} 100%%'), "nocow_target 'srv-___topdir__100_' '/srv/%{_topdir} 100%' 'auto' 'yes' '0755' 'root' 'root' 'keep-checksums'", '%% is a literal %, even before {');
   t.equal(await last('%nocow_posttrans /srv/a  b\tc'), "nocow_target 'srv-a_b_c' '/srv/a b c' 'auto' 'yes' '0755' 'root' 'root' 'keep-checksums'", 'rpm splits on blanks: runs become one space');
   t.equal(await last('%nocow_posttrans -S -C -f -n db -u mysql -g 27 -- /var/lib/-mysql'), "nocow_target 'db' '/var/lib/-mysql' 'never' 'no' '0755' 'mysql' '27' 'force-nocow'", 'every option');
+});
+
+t.test('GIVEN a path over NAME_MAX or PATH_MAX, or not UTF-8 WHEN a spec\'s %nocow_posttrans names it THEN rpmbuild stops, in the words nocow generate refuses the path with', async (t) => {
+  const cases: [string, Buffer][] = [
+    ['a segment of 256 bytes', Buffer.from(`/srv/${'a'.repeat(256)}`)],
+    ['4,200 bytes in segments of 200', Buffer.from(`/srv${`/${'b'.repeat(199)}`.repeat(21)}`)],
+    ['U+FFFD', Buffer.from('/srv/a\ufffdb')],
+    ['a byte that is not UTF-8', Buffer.concat([Buffer.from('/srv/a'), Buffer.from([0xff]), Buffer.from('b')])],
+  ];
+  for (const [what, path] of cases) {
+    // The declaration gets the path as Node decodes it (a byte that is not UTF-8 as U+FFFD).
+    const { problems } = validateDeclaration({ targets: [{ name: 'x', path: path.toString() }] }, 'config:t.yaml', 't.yaml');
+    t.equal(problems.length, 1, `${what}: the declaration refuses it`);
+    const expected = problems[0]!.replace(/^.*?; expected /, 'expected ');
+    const dir = join(WORK, `refused-${cases.findIndex(([w]) => w === what)}`);
+    await mkdir(dir, { recursive: true });
+    const specFile = join(dir, 'test.spec');
+    const head = spec({ name: 'nocow-refused', version: '1', path: '/srv/unused', options: '' }).split('%posttrans')[0]!;
+    await writeFile(specFile, Buffer.concat([Buffer.from(`${head}%posttrans\n%nocow_posttrans `), path, Buffer.from('\n')]));
+    const r = await execa('rpmbuild', ['--quiet', '--load', MACROS, '--define', `_topdir ${dir}/top`, '-bb', specFile], { reject: false, encoding: 'buffer' });
+    const stderr = Buffer.from(r.stderr).toString();
+    t.not(r.exitCode, 0, `${what}: rpmbuild fails`);
+    t.ok(stderr.includes(`%nocow_posttrans: ${path.toString()}: ${expected}`), `${what}: ${expected}`, { stderr: stderr.slice(-300) });
+    t.notOk(existsSync(join(dir, 'top/RPMS/noarch/nocow-refused-1-1.noarch.rpm')), `${what}: no package`);
+  }
 });
 
 t.test('GIVEN a library far over rpm\'s 16 KiB per definition WHEN cut into macros THEN rpm expands them back to exactly the same text', async (t) => {

@@ -10,7 +10,7 @@ import type { Target } from '../src/declaration/types.js';
 import { planArtifacts } from '../src/plan.js';
 import { renderPlan } from '../src/render/render.js';
 import { loadTemplates } from '../src/templates.js';
-import { globEscape, TMPFILES_PATH_MAX, tmpfilesProblem } from '../src/render/escape.js';
+import { globEscape, TMPFILES_PATH_MAX, tmpfilesProblem } from '../src/formats.js';
 import { target } from './helpers/target.js';
 import { parseTree, runInFs } from './helpers/fs.js';
 

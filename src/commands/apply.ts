@@ -1,20 +1,15 @@
 // nocow apply: do what the declaration says, now, by running the same generated shell as every artifact
 // (the hook, nocow-apply.sh, rendered in memory); --dry-run inspects and tells what it would do instead.
 import type { Argv } from 'yargs';
+import { defineCommand, type ArgsOf } from '../cli-command.js';
 import type { Declaration, Target } from '../declaration/types.js';
 import { lineSplitter, printable, type Io } from '../io.js';
-import { declarationOptions, jsonOption, rootOption, type CommandHelp, type DeclarationArgs } from '../cli-options.js';
+import { declarationOptions, jsonOption, rootOption, type CommandHelp } from '../cli-options.js';
 
-export interface ApplyArgs extends DeclarationArgs {
-  root: string;
-  dryRun: boolean;
-  json: boolean;
-}
+const command = 'apply';
+const describe = 'Bring the declared directories to their declared state now (runs the generated nocow-apply.sh)';
 
-export const command = 'apply';
-export const describe = 'Bring the declared directories to their declared state now (runs the generated nocow-apply.sh)';
-
-export const help: CommandHelp = {
+const help: CommandHelp = {
   notes: [
     'It runs the hook artifact (nocow-apply.sh, the bytes nocow generate hook writes) with --root DIR, its lines passed through: ' +
       'one per change ("nocow: NAME: …") on stdout, one per problem ("nocow: NAME: warning: …") on stderr, nothing when all is in place. ' +
@@ -35,15 +30,17 @@ export const help: CommandHelp = {
   ],
 };
 
-export function builder(yargs: Argv): Argv<ApplyArgs> {
+function builder(yargs: Argv) {
   const withRoot = rootOption(declarationOptions(yargs), 'Apply to the targets under DIR (an image or installer root)').option('dry-run', {
     alias: 'n',
     describe: 'Inspect each target and print what apply would do, changing nothing; exit 1 when something would change',
     type: 'boolean',
     default: false,
   });
-  return jsonOption(withRoot, 'Print what changed (or would change), per target, as one JSON object instead of the lines') as unknown as Argv<ApplyArgs>;
+  return jsonOption(withRoot, 'Print what changed (or would change), per target, as one JSON object instead of the lines');
 }
+
+type ApplyArgs = ArgsOf<typeof builder>;
 
 /** One target in --json: what the script said about it (or, --dry-run, what it would do). */
 export interface TargetReport {
@@ -64,7 +61,7 @@ export interface TargetReport {
 
 const SKIPPED = 'skipped: a user-scope target is applied at each login by user tmpfiles.d';
 
-export async function run(args: ApplyArgs, io: Io): Promise<number> {
+async function run(args: ApplyArgs, io: Io): Promise<number> {
   const [{ loadDeclaration }, { directoryArg }] = await Promise.all([import('../declaration/load.js'), import('../inspect/select.js')]);
   const root = await directoryArg('--root', args.root);
   const declaration = await loadDeclaration({ profiles: args.profile, configs: args.config });
@@ -173,3 +170,5 @@ async function dryRun(targets: Target[], reports: TargetReport[], root: string, 
   }
   return { status, errors: [] };
 }
+
+export default defineCommand({ command, describe, help, builder, run });

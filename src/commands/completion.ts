@@ -2,20 +2,17 @@
 // command for its completions (`nocow --get-yargs-completions WORDS…`), so the commands and options
 // it offers are always those of the installed parser, never a copy that could drift.
 import type { Argv } from 'yargs';
+import { defineCommand, type ArgsOf } from '../cli-command.js';
 import type { Io } from '../io.js';
 import type { CommandHelp } from '../cli-options.js';
 
 export const SHELLS = ['bash', 'zsh'] as const;
 export type Shell = (typeof SHELLS)[number];
 
-export interface CompletionArgs {
-  shell?: Shell;
-}
+const command = 'completion [shell]';
+const describe = 'Print the bash or zsh completion script';
 
-export const command = 'completion [shell]';
-export const describe = 'Print the bash or zsh completion script';
-
-export const help: CommandHelp = {
+const help: CommandHelp = {
   notes: [
     'The script completes commands, options and artifact names by asking nocow itself, so it always matches the installed version. ' +
       'Packages install it (bash: /usr/share/bash-completion/completions/nocow, zsh: /usr/share/zsh/site-functions/_nocow); ' +
@@ -32,15 +29,17 @@ export const help: CommandHelp = {
   ],
 };
 
-export function builder(yargs: Argv): Argv<CompletionArgs> {
+function builder(yargs: Argv) {
   return yargs.positional('shell', {
     describe: 'The shell to complete in',
     choices: SHELLS,
     defaultDescription: 'zsh when $SHELL is zsh, else bash',
-  }) as unknown as Argv<CompletionArgs>;
+  });
 }
 
-export async function run(args: CompletionArgs, io: Io): Promise<number> {
+type CompletionArgs = ArgsOf<typeof builder>;
+
+async function run(args: CompletionArgs, io: Io): Promise<number> {
   const shell = args.shell ?? (/(^|\/)zsh$/.test(process.env.SHELL ?? '') ? 'zsh' : 'bash');
   io.out(await completionScript(shell));
   return 0;
@@ -78,3 +77,5 @@ export async function completionScript(shell: Shell): Promise<string> {
   if (parts.length !== 2) throw new Error(`yargs' ${shell} completion script has changed: "${call}" is not in it once`);
   return `${parts[0]}SHELL=${shell} ZSH_NAME= ${call}${parts[1]}\n`;
 }
+
+export default defineCommand({ command, describe, help, builder, run });

@@ -1,26 +1,20 @@
 // nocow convert PATH…: make filled plain directories subvolumes (+C as declared) by a verified copy
 // and two renames, on request (see src/convert/convert.ts for the steps and the crash states).
 import type { Argv } from 'yargs';
+import { defineCommand, type ArgsOf } from '../cli-command.js';
 import { realpath } from 'node:fs/promises';
 import { lstatSync } from 'node:fs';
+import { exactPath } from '../errors.js';
 import { printable, size, type Io } from '../io.js';
-import { declarationOptions, exactPath, jsonOption, rootOption, type CommandHelp, type DeclarationArgs } from '../cli-options.js';
+import { declarationOptions, dryRunOption, forceNocowOption, jsonOption, rootOption, type CommandHelp } from '../cli-options.js';
 import { TEMP_SUFFIX, temporaryName } from '../facts.js';
 import type { ConvertContext, Outcome, Progress } from '../convert/convert.js';
 import type { Subject } from '../inspect/subject.js';
 
-export interface ConvertArgs extends DeclarationArgs {
-  paths: string[];
-  root: string;
-  'force-nocow': boolean;
-  'dry-run': boolean;
-  json: boolean;
-}
+const command = 'convert <paths..>';
+const describe = 'Make filled plain directories subvolumes (+C as declared) by a verified copy, on request';
 
-export const command = 'convert <paths..>';
-export const describe = 'Make filled plain directories subvolumes (+C as declared) by a verified copy, on request';
-
-export const help: CommandHelp = {
+const help: CommandHelp = {
   notes: [
     'nocow apply never moves data, so a directory that already holds files stays a plain directory; convert makes it a subvolume. ' +
       'A new subvolume beside PATH (PATH.nocow-new), with +C while empty where +C is declared, receives a copy of every entry, ' +
@@ -54,7 +48,7 @@ export const help: CommandHelp = {
   ],
 };
 
-export function builder(yargs: Argv): Argv<ConvertArgs> {
+function builder(yargs: Argv) {
   const options = rootOption(
     declarationOptions(
       yargs.positional('paths', {
@@ -66,11 +60,13 @@ export function builder(yargs: Argv): Argv<ConvertArgs> {
       }),
     ),
     'Convert the PATHs as seen under DIR (an image or installer root)',
-  )
-    .option('force-nocow', { type: 'boolean', default: false, describe: 'Convert with +C even on a redundant data profile (raid1, dup…), giving up checksums' })
-    .option('dry-run', { alias: 'n', type: 'boolean', default: false, describe: 'Check each PATH and say what would be done, or why it would be refused' });
-  return jsonOption(options, 'Print the outcome per PATH as one JSON object instead of the lines') as unknown as Argv<ConvertArgs>;
+  );
+  const forced = forceNocowOption(options, 'Convert with +C even on a redundant data profile (raid1, dup…), giving up checksums');
+  const dry = dryRunOption(forced, 'Check each PATH and say what would be done, or why it would be refused');
+  return jsonOption(dry, 'Print the outcome per PATH as one JSON object instead of the lines');
 }
+
+type ConvertArgs = ArgsOf<typeof builder>;
 
 /** One PATH in --json. */
 export interface TargetReport {
@@ -85,7 +81,7 @@ export interface TargetReport {
 
 const exists = (path: string) => lstatSync(path, { throwIfNoEntry: false });
 
-export async function run(args: ConvertArgs, io: Io): Promise<number> {
+async function run(args: ConvertArgs, io: Io): Promise<number> {
   const [{ resolveTargets, MigrateError }, { convertPath }, { lockFor }, { loadDeclaration }, { declaredSubject, joinBase, undeclaredSubject }, { directoryArg, operandPath }] = await Promise.all([
     import('../migrate/migrate.js'),
     import('../convert/convert.js'),
@@ -94,12 +90,14 @@ export async function run(args: ConvertArgs, io: Io): Promise<number> {
     import('../inspect/subject.js'),
     import('../inspect/select.js'),
   ]);
+  // <paths..> has no default (none in --help): the reader (src/cli-argv.ts) refuses a command line without one.
+  const paths = args.paths ?? [];
   // A name that is not UTF-8 reaches us changed (U+FFFD): it would name another directory.
-  for (const path of args.paths) exactPath('PATH', path);
+  for (const path of paths) exactPath('PATH', path);
   const root = await directoryArg('--root', args.root);
   // Every path is checked against the refused system paths, as given and resolved, before any is read.
   let resolved: string[] = [];
-  for (const path of args.paths) resolved.push(await operandPath(path, root));
+  for (const path of paths) resolved.push(await operandPath(path, root));
   try {
     // Then through every mount of its file system; a missing PATH (an interrupted conversion) is
     // its parent resolved, the name kept, also through a symlink: the same argument finishes it.
@@ -115,8 +113,8 @@ export async function run(args: ConvertArgs, io: Io): Promise<number> {
   resolved.forEach((path, i) => {
     const st = exists(path);
     // A missing PATH whose old tree is beside it is an interrupted conversion to finish.
-    if (st === undefined && !exists(temporaryName(path, TEMP_SUFFIX.old))?.isDirectory()) problems.push(`${args.paths[i]}: no such directory`);
-    else if (st !== undefined && !st.isDirectory()) problems.push(`${args.paths[i]}: not a directory`);
+    if (st === undefined && !exists(temporaryName(path, TEMP_SUFFIX.old))?.isDirectory()) problems.push(`${paths[i]}: no such directory`);
+    else if (st !== undefined && !st.isDirectory()) problems.push(`${paths[i]}: not a directory`);
   });
   for (const problem of problems) io.err(`nocow: error: ${printable(problem)}\n`);
   if (problems.length > 0) return 2;
@@ -253,3 +251,5 @@ async function progressBar(): Promise<(Progress & { clear(): void }) | undefined
     },
   };
 }
+
+export default defineCommand({ command, describe, help, builder, run });

@@ -2,28 +2,18 @@
 // src/defrag/defrag.ts); without PATHs, the declared targets whose `defrag` setting wants it.
 import { resolve, posix } from 'node:path';
 import type { Argv } from 'yargs';
+import { defineCommand, type ArgsOf } from '../cli-command.js';
 import { nameText, printable, size, type Io } from '../io.js';
-import { declarationOptions, exactPath, jsonOption, rootOption, type CommandHelp, type DeclarationArgs } from '../cli-options.js';
-import { UsageError, showArg } from '../errors.js';
+import { jsonOption, pathsOptions, type CommandHelp } from '../cli-options.js';
+import { UsageError, exactPath, showArg } from '../errors.js';
 import { refusedTarget } from '../facts.js';
 import { DEFAULT_MIN_EXTENTS } from '../defrag/policy.js';
 import type { FileReport, Outcome } from '../defrag/defrag.js';
 
-export interface DefragArgs extends DeclarationArgs {
-  paths: string[];
-  'if-redundant': string[];
-  root: string;
-  'min-extents': number;
-  'force-shared': boolean;
-  'ignore-missing': boolean;
-  'dry-run': boolean;
-  json: boolean;
-}
+const command = 'defrag [paths..]';
+const describe = 'Defragment fragmented copy-on-write files where +C is not used (redundant data profiles, nocow: false)';
 
-export const command = 'defrag [paths..]';
-export const describe = 'Defragment fragmented copy-on-write files where +C is not used (redundant data profiles, nocow: false)';
-
-export const help: CommandHelp = {
+const help: CommandHelp = {
   notes: [
     'For files that keep copy-on-write: on a redundant data profile (raid1, dup…) +C is skipped to keep the checksums self-healing needs, ' +
       'and a target may declare nocow: false. Each regular file (a directory: every one below it, on its file system) with more written ' +
@@ -65,19 +55,8 @@ function minExtents(value: string | number | (string | number)[]): number {
   return n;
 }
 
-export function builder(yargs: Argv): Argv<DefragArgs> {
-  const options = rootOption(
-    declarationOptions(
-      yargs.positional('paths', {
-        describe: 'Files, or directories whose files are defragmented (under --root)',
-        type: 'string',
-        array: true,
-        default: [] as string[],
-        defaultDescription: 'the declared targets that want it',
-      }),
-    ),
-    'Work on the declared targets, or the PATHs, under DIR (an image or installer root)',
-  )
+function builder(yargs: Argv) {
+  const options = pathsOptions(yargs, { describe: 'Files, or directories whose files are defragmented (under --root)', whenNone: 'the declared targets that want it' }, 'Work on the declared targets, or the PATHs, under DIR (an image or installer root)')
     .option('if-redundant', {
       describe: 'A PATH defragmented only where its data profile is redundant (raid1, dup…), as defrag: auto decides for a nocow: true target (repeatable)',
       type: 'string',
@@ -96,8 +75,10 @@ export function builder(yargs: Argv): Argv<DefragArgs> {
     .option('force-shared', { type: 'boolean', default: false, describe: 'Defragment files with shared extents too (reflinked copies, snapshots), unsharing them: they take their space again' })
     .option('ignore-missing', { type: 'boolean', default: false, describe: 'Skip a PATH that does not exist, with a line, instead of failing (the defrag-timer units use it)' })
     .option('dry-run', { alias: 'n', type: 'boolean', default: false, describe: 'Say which files would be defragmented and which left alone, changing nothing' });
-  return jsonOption(options, 'Print the outcome per file as one JSON object instead of the lines') as unknown as Argv<DefragArgs>;
+  return jsonOption(options, 'Print the outcome per file as one JSON object instead of the lines');
 }
+
+type DefragArgs = ArgsOf<typeof builder>;
 
 /** A place (a target's directory, or a PATH) left out as a whole, and why. */
 interface Skipped {
@@ -133,7 +114,7 @@ async function locate(given: string, root: string): Promise<string | null> {
   return real;
 }
 
-export async function run(args: DefragArgs, io: Io): Promise<number> {
+async function run(args: DefragArgs, io: Io): Promise<number> {
   const [{ defragFiles, filesBelow, onBtrfs, dataProfile }, { isRedundant }, { directoryArg }] = await Promise.all([
     import('../defrag/defrag.js'),
     import('../defrag/policy.js'),
@@ -277,3 +258,5 @@ async function declaredPlaces(
   }
   return failed ? undefined : places;
 }
+
+export default defineCommand({ command, describe, help, builder, run });

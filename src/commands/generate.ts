@@ -1,20 +1,14 @@
 // nocow generate [ARTIFACT…]: declaration → plan → rendered artifacts → stdout or -o DIR.
 import type { Argv } from 'yargs';
+import { defineCommand, type ArgsOf } from '../cli-command.js';
 import { printable, type Io } from '../io.js';
-import { declarationOptions, outputDir, single, type CommandHelp, type DeclarationArgs } from '../cli-options.js';
+import { declarationOptions, outputDir, single, type CommandHelp } from '../cli-options.js';
 import { ARTIFACTS, DEFAULT_ARTIFACTS, DEFAULT_REPART_DEFINITION, type Artifact } from '../plan.js';
 
-export interface GenerateArgs extends DeclarationArgs {
-  artifacts: Artifact[];
-  output?: string;
-  'kickstart-log'?: string;
-  'repart-definition'?: string;
-}
+const command = 'generate [artifacts..]';
+const describe = 'Generate RPM, kickstart and tmpfiles.d artifacts from a declaration';
 
-export const command = 'generate [artifacts..]';
-export const describe = 'Generate RPM, kickstart and tmpfiles.d artifacts from a declaration';
-
-export const help: CommandHelp = {
+const help: CommandHelp = {
   notes: [
     'With no ARTIFACT, every one that applies to the declaration (hook, macros, the defrag timers and the image builders\' repart, mkfs, kiwi and boot-unit only when named); with no --profile and no --config, the declaration is the libvirt profile. ' +
       'Without -o, everything goes to stdout, each file introduced by a line "# ==> FILE <==". With -o DIR, the files are written all or none: nothing is replaced unless every one could be written.',
@@ -40,7 +34,7 @@ export const help: CommandHelp = {
   ],
 };
 
-export function builder(yargs: Argv): Argv<GenerateArgs> {
+function builder(yargs: Argv) {
   return declarationOptions(yargs)
     .positional('artifacts', {
       describe: `What to generate (default: ${DEFAULT_ARTIFACTS.join(', ')}: those that apply)`,
@@ -69,10 +63,12 @@ export function builder(yargs: Argv): Argv<GenerateArgs> {
       type: 'string',
       requiresArg: true,
       coerce: single,
-    }) as unknown as Argv<GenerateArgs>;
+    });
 }
 
-export async function run(args: GenerateArgs, io: Io): Promise<number> {
+type GenerateArgs = ArgsOf<typeof builder>;
+
+async function run(args: GenerateArgs, io: Io): Promise<number> {
   const [{ loadDeclaration }, { planArtifacts }, { renderPlan }, { loadTemplates, packageVersion }, { writeRendered, concatenate }] =
     await Promise.all([
       import('../declaration/load.js'),
@@ -106,3 +102,5 @@ export async function run(args: GenerateArgs, io: Io): Promise<number> {
   if (written.length > 0) io.err(written.map((path) => `nocow: wrote ${printable(path)}\n`).join(''));
   return 0;
 }
+
+export default defineCommand({ command, describe, help, builder, run });

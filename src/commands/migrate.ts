@@ -1,24 +1,16 @@
 // nocow migrate [PATH…]: rewrite files that lack +C as NOCOW (see src/migrate/migrate.ts); without
 // PATHs, the files in the declared targets' directories where +C is expected.
 import type { Argv } from 'yargs';
+import { defineCommand, type ArgsOf } from '../cli-command.js';
 import { printable, size, type Io } from '../io.js';
-import { declarationOptions, exactPath, jsonOption, rootOption, type CommandHelp, type DeclarationArgs } from '../cli-options.js';
-import { UsageError } from '../errors.js';
+import { dryRunOption, forceNocowOption, jsonOption, pathsOptions, type CommandHelp } from '../cli-options.js';
+import { UsageError, exactPath } from '../errors.js';
 import type { Candidate, MigrateOptions } from '../migrate/migrate.js';
 
-export interface MigrateArgs extends DeclarationArgs {
-  paths: string[];
-  root: string;
-  force: boolean;
-  'force-nocow': boolean;
-  'dry-run': boolean;
-  json: boolean;
-}
+const command = 'migrate [paths..]';
+const describe = 'Rewrite existing copy-on-write files as NOCOW, in place, safely';
 
-export const command = 'migrate [paths..]';
-export const describe = 'Rewrite existing copy-on-write files as NOCOW, in place, safely';
-
-export const help: CommandHelp = {
+const help: CommandHelp = {
   notes: [
     'Each file is copied into a new +C file beside it (.NAME.nocow-migrate; .nocow-CKSUM.nocow-migrate for a long NAME), ' +
       "without reflinks, keeping holes and preallocation, read back from the disk (not the page cache) and compared byte for byte " +
@@ -47,28 +39,18 @@ export const help: CommandHelp = {
   ],
 };
 
-export function builder(yargs: Argv): Argv<MigrateArgs> {
-  const options = rootOption(
-    declarationOptions(
-      yargs.positional('paths', {
-        describe: 'Files, or directories whose files lacking +C are rewritten (under --root)',
-        type: 'string',
-        array: true,
-        default: [] as string[],
-        defaultDescription: "the declared targets' directories",
-      }),
-    ),
-    'Migrate the declared targets, or the PATHs, under DIR (an image or installer root)',
-  )
+function builder(yargs: Argv) {
+  const options = pathsOptions(yargs, { describe: 'Files, or directories whose files lacking +C are rewritten (under --root)', whenNone: "the declared targets' directories" }, 'Migrate the declared targets, or the PATHs, under DIR (an image or installer root)')
     .option('force', {
       type: 'boolean',
       default: false,
       describe: 'Rewrite files even while a process has them open (a file that changes during its copy is still kept)',
-    })
-    .option('force-nocow', { type: 'boolean', default: false, describe: 'Rewrite even on a redundant data profile (raid1, dup…), giving up checksums' })
-    .option('dry-run', { alias: 'n', type: 'boolean', default: false, describe: 'List what would be rewritten, and what would be refused and why' });
-  return jsonOption(options, 'Print the outcome per file as one JSON object instead of the lines') as unknown as Argv<MigrateArgs>;
+    });
+  const forced = forceNocowOption(options, 'Rewrite even on a redundant data profile (raid1, dup…), giving up checksums');
+  return jsonOption(dryRunOption(forced, 'List what would be rewritten, and what would be refused and why'), 'Print the outcome per file as one JSON object instead of the lines');
 }
+
+type MigrateArgs = ArgsOf<typeof builder>;
 
 /** One file in --json. */
 export interface FileReport {
@@ -95,7 +77,7 @@ export interface LeftoverReport {
   sizeBytes: number;
 }
 
-export async function run(args: MigrateArgs, io: Io): Promise<number> {
+async function run(args: MigrateArgs, io: Io): Promise<number> {
   const [{ findCandidates, leftoversOf, migrateFiles, removeLeftovers, resolveTargets, temporaryName, MigrateError }, { directoryArg, operandPath }] = await Promise.all([
     import('../migrate/migrate.js'),
     import('../inspect/select.js'),
@@ -292,3 +274,5 @@ async function progressBar(total: number, firstFile: string): Promise<Bar | unde
     stop: () => bar.stop(),
   };
 }
+
+export default defineCommand({ command, describe, help, builder, run });

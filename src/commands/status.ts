@@ -1,19 +1,14 @@
 // nocow status [PATH…]: is each declared directory as declared here, and which files in it still fragment?
 import type { Argv } from 'yargs';
+import { defineCommand, type ArgsOf } from '../cli-command.js';
+import { exactPath } from '../errors.js';
 import { printable, processIo, stdoutIsTerminal, type Io } from '../io.js';
-import { declarationOptions, exactPath, rootOption, single, type CommandHelp, type DeclarationArgs } from '../cli-options.js';
+import { pathsOptions, single, type CommandHelp } from '../cli-options.js';
 
-export interface StatusArgs extends DeclarationArgs {
-  paths: string[];
-  root: string;
-  home?: string;
-  json: boolean;
-}
+const command = 'status [paths..]';
+const describe = 'Show whether each declared directory is a subvolume with +C here, and which files in it still copy on write';
 
-export const command = 'status [paths..]';
-export const describe = 'Show whether each declared directory is a subvolume with +C here, and which files in it still copy on write';
-
-export const help: CommandHelp = {
+const help: CommandHelp = {
   notes: [
     'It changes nothing. For each declared target under --root: file system, existence, subvolume, +C on the directory, data profile, opt-out, ' +
       'what an interrupted convert, migrate or apply left (with its size and the command that clears it), and each file inside that lacks +C with its size and extent count (fragmentation). ' +
@@ -34,29 +29,20 @@ export const help: CommandHelp = {
   ],
 };
 
-export function builder(yargs: Argv): Argv<StatusArgs> {
-  return rootOption(
-    declarationOptions(
-      yargs.positional('paths', {
-        describe: 'Only the targets with these paths (under --root); a path no target declares is inspected with the default declaration',
-        type: 'string',
-        array: true,
-        default: [] as string[],
-        defaultDescription: 'every declared target',
-      }),
-    ),
-    'Inspect the targets under DIR (an image or installer root)',
-  )
+function builder(yargs: Argv) {
+  return pathsOptions(yargs, { describe: 'Only the targets with these paths (under --root); a path no target declares is inspected with the default declaration', whenNone: 'every declared target' }, 'Inspect the targets under DIR (an image or installer root)')
     .option('home', {
       describe: 'Inspect user-scope targets in this home directory (a path on this machine, not under --root); without it they are skipped',
       type: 'string',
       requiresArg: true,
       coerce: single,
     })
-    .option('json', { describe: 'Print the report as one JSON object (schema version 1)', type: 'boolean', default: false }) as unknown as Argv<StatusArgs>;
+    .option('json', { describe: 'Print the report as one JSON object (schema version 1)', type: 'boolean', default: false });
 }
 
-export async function run(args: StatusArgs, io: Io): Promise<number> {
+type StatusArgs = ArgsOf<typeof builder>;
+
+async function run(args: StatusArgs, io: Io): Promise<number> {
   const [{ loadDeclaration }, { selectSubjects, directoryArg }, { inspect }, { judge, exitStatus }, format] = await Promise.all([
     import('../declaration/load.js'),
     import('../inspect/select.js'),
@@ -82,3 +68,5 @@ export async function run(args: StatusArgs, io: Io): Promise<number> {
   else io.out(format.statusPlain(root, entries));
   return exitStatus(entries.map((e) => e.judgement.state));
 }
+
+export default defineCommand({ command, describe, help, builder, run });

@@ -3,17 +3,15 @@ import { readFile } from 'node:fs/promises';
 import { BUILTIN_PROFILES, DEFAULT_PROFILE } from './profiles.js';
 import type { Declaration, Target } from './types.js';
 import { firstInvalidUtf8 } from '../io.js';
+import { UsageError } from '../errors.js';
 
 // zod, yaml and the validation code that needs them cost ~80 ms to import; `--help`
 // only needs describeProfiles(), so they are imported when a declaration is loaded, and
 // not at all for built-in profiles alone (see builtinDeclaration).
 
-export class DeclarationError extends Error {
-  readonly problems: string[];
+export class DeclarationError extends UsageError {
   constructor(problems: string[]) {
-    super(problems.join('\n'));
-    this.name = 'DeclarationError';
-    this.problems = problems;
+    super(problems.join('\n'), problems);
   }
 }
 

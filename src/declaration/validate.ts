@@ -1,9 +1,10 @@
 // Raw document (parsed YAML/JSON, or a built-in profile) → typed targets.
 // Pure: every problem is returned as one line, so the caller can report them all at once.
 import { z } from 'zod';
-import { NAME_MAX, PATH_MAX, refusedTarget } from '../facts.js';
-import { tmpfilesProblem } from '../render/escape.js';
+import { PATH_MAX, refusedTarget } from '../facts.js';
+import { tmpfilesProblem } from '../formats.js';
 import type { Scope, Target } from './types.js';
+import { MODE_RULE, NAME_RULE, PATH_RULES, SCOPE_RULES, matchesRule, ownerRule, pathRuleProblem } from './rules.js';
 
 export interface ValidationResult {
   targets: Target[];
@@ -12,15 +13,7 @@ export interface ValidationResult {
 
 const TARGET_KEYS = ['name', 'path', 'scope', 'subvolume', 'nocow', 'mode', 'user', 'group', 'redundancy', 'defrag'] as const;
 
-const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-const MODE_RE = /^[0-7]{3,4}$/;
-// useradd's portable name rule (a trailing `$` is a Samba machine account), or a numeric id.
-const OWNER_RE = /^(?:[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?|[0-9]+)$/;
-// C1 as well as C0/DEL: a terminal treats U+009B as an escape sequence. U+FFFD: what bytes
-// that are not UTF-8 become when decoded (a path from argv, say): it never names the directory meant.
-const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f\ufffd]/;
-
-const MODE_RULE = 'a string of 3 or 4 octal digits';
+const MODE_PHRASE = `a string of ${MODE_RULE.expected}`;
 
 const oneOf = (values: readonly string[]): string => `one of: ${values.join(', ')}`;
 
@@ -28,52 +21,30 @@ const EXPECT = {
   document: 'a mapping with a "targets" list',
   targets: 'a non-empty list of targets',
   target: 'a mapping with at least "name" and "path"',
-  name: 'a name of 1 to 64 letters, digits, ".", "_" or "-", starting with a letter or digit',
+  name: `a name of ${NAME_RULE.expected}`,
   systemPath: 'an absolute path, e.g. "/var/lib/foo"',
   userPath: 'a path in the home directory, e.g. "~/.local/share/foo"',
-  mode: `${MODE_RULE}, e.g. "0755"`,
-  owner: (what: string) => `a ${what} name (letters, digits, "_", ".", "-"; at most 32) or a numeric id`,
+  mode: `${MODE_PHRASE}, e.g. "0755"`,
+  owner: (what: 'user' | 'group') => ownerRule(what).expected,
   userScopeOwner: '"-" (a user-scope target belongs to the user who logs in)',
 } as const;
 
 /** YAML 1.2 has no leading-zero octal: `mode: 0711` arrives as the number 711. */
 function modeNumberHint(n: unknown): string {
   const example = typeof n === 'number' && /^[0-7]{3}$/.test(String(n)) ? `0${n}` : '0711';
-  return `${MODE_RULE}; quote it, e.g. "${example}" (YAML 1.2 reads ${example} as the decimal number ${Number(example)})`;
+  return `${MODE_PHRASE}; quote it, e.g. "${example}" (YAML 1.2 reads ${example} as the decimal number ${Number(example)})`;
 }
 
 /** Why a path cannot be used, as "expected …" phrases; empty when it is fine. */
 function pathProblems(path: string, scope: Scope): string[] {
-  let rest: string;
-  if (scope === 'user') {
-    if (!path.startsWith('~/')) return ['a path in the home directory starting with "~/" (scope user)'];
-    rest = path.slice(2);
-    if (rest === '') return ['a path below "~/"'];
-  } else {
-    if (!path.startsWith('/')) {
-      const hint = path.startsWith('~') ? '; for a path in the home directory set scope: user' : '';
-      return [`an absolute path starting with "/"${hint}`];
-    }
-    if (path === '/') return ['a path below "/" (the root cannot be made a subvolume)'];
-    rest = path.slice(1);
+  const { prefix, expected, below } = SCOPE_RULES[scope];
+  if (!path.startsWith(prefix)) {
+    const hint = scope === 'system' && path.startsWith('~') ? '; for a path in the home directory set scope: user' : '';
+    return [`${expected}${hint}`];
   }
-  const out: string[] = [];
-  const control = CONTROL_RE.exec(path);
-  if (control) {
-    const code = control[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, '0');
-    out.push(
-      control[0] === '\ufffd'
-        ? 'a path of valid UTF-8 (found U+FFFD, the replacement for bytes that are not UTF-8)'
-        : `a path without control characters (found U+${code})`,
-    );
-  }
-  const segments = rest.split('/');
-  if (segments.some((s) => s === '.' || s === '..')) out.push('a path without "." or ".." segments');
-  if (segments.slice(0, -1).includes('')) out.push('a path without empty segments ("//")');
-  if (rest.endsWith('/')) out.push('a path without a trailing "/"');
-  const long = segments.find((s) => Buffer.byteLength(s) > NAME_MAX);
-  if (long !== undefined) out.push(`path segments of at most ${NAME_MAX} bytes (one has ${Buffer.byteLength(long)})`);
-  if (Buffer.byteLength(path) > PATH_MAX) out.push(`a path of at most ${PATH_MAX} bytes`);
+  const rest = path.slice(prefix.length);
+  if (rest === '') return [below];
+  const out = PATH_RULES.flatMap((rule) => pathRuleProblem(rule, path, rest) ?? []);
   if (out.length === 0) {
     const refused = refusedTarget(path);
     if (refused !== undefined) out.push(`a directory of its own, not a system one (${refused}; see SECURITY.md)`);
@@ -91,13 +62,13 @@ const documentSchema = z.strictObject(
 
 // Path and owner rules depend on the scope, so each target gets the schema for its own scope.
 function targetSchema(scope: Scope) {
-  const owner = (what: string) =>
+  const owner = (what: 'user' | 'group') =>
     scope === 'user'
       ? z.literal('-', { error: EXPECT.userScopeOwner }).default('-')
-      : z.string({ error: EXPECT.owner(what) }).regex(OWNER_RE, { error: EXPECT.owner(what) }).default('root');
+      : z.string({ error: EXPECT.owner(what) }).refine((value) => matchesRule(ownerRule(what), value), { error: EXPECT.owner(what) }).default('root');
   return z.strictObject(
     {
-      name: z.string({ error: EXPECT.name }).regex(NAME_RE, { error: EXPECT.name }),
+      name: z.string({ error: EXPECT.name }).refine((value) => matchesRule(NAME_RULE, value), { error: EXPECT.name }),
       path: z
         .string({ error: scope === 'user' ? EXPECT.userPath : EXPECT.systemPath })
         .superRefine((path, ctx) => {
@@ -108,7 +79,7 @@ function targetSchema(scope: Scope) {
       nocow: z.boolean({ error: 'true or false' }).default(true),
       mode: z
         .string({ error: (issue) => (typeof issue.input === 'number' ? modeNumberHint(issue.input) : EXPECT.mode) })
-        .regex(MODE_RE, { error: EXPECT.mode })
+        .refine((value) => matchesRule(MODE_RULE, value), { error: EXPECT.mode })
         .default('0755'),
       user: owner('user'),
       group: owner('group'),

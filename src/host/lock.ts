@@ -20,6 +20,7 @@ import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LOCK_DIR } from '../facts.js';
 import { run, type ToolRun } from './run.js';
+import { FailedError } from '../errors.js';
 
 /** As long as the shell library waits (nocow_lock: flock -w 300, or 3000 tries of 0.1 s). */
 const WAIT_S = 300;
@@ -32,7 +33,7 @@ export interface Lock {
   release(): void;
 }
 
-export class LockError extends Error {}
+export class LockError extends FailedError {}
 
 /** The directory whose lock guards PATH (absolute): the one holding it, or, while that is missing, its nearest existing ancestor. */
 export function guardOf(path: string): string {

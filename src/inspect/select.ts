@@ -2,10 +2,9 @@
 import { realpath, stat } from 'node:fs/promises';
 import { posix, resolve } from 'node:path';
 import type { Target } from '../declaration/types.js';
-import { UsageError } from '../errors.js';
+import { UsageError, exactPath } from '../errors.js';
 import { refusedTarget } from '../facts.js';
 import { refusedAlias } from '../host/mounts.js';
-import { exactPath } from '../cli-options.js';
 import { declaredSubject, joinBase, undeclaredSubject, type Subject } from './subject.js';
 
 /** An existing directory, made absolute (a relative one is taken from the current directory). */

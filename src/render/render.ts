@@ -9,6 +9,7 @@ import { unitExecHomeWord, unitExecWord, unitPathValue } from './escape.js';
 import { argsLine, repartSubvolumeWord, repartWord, xmlCommentSafe, xmlEscape } from './escape.js';
 import { servicesUsing } from '../declaration/profiles.js';
 import { defragWant, REDUNDANT_PROFILES } from '../policy.js';
+import { luaPathChecks, luaValueRules } from './macro-rules.js';
 
 export interface Templates {
   /** The shell library, templates/nocow-lib.sh.ejs (before the facts are filled in: see renderLibrary). */
@@ -215,6 +216,8 @@ export function renderFile(plan: Plan, planned: PlannedFile, templates: Template
           libReferences: lib.references,
           refusedBelow: luaStringList(REFUSED_SYSTEM_TARGETS.below),
           refusedExact: luaStringList(REFUSED_SYSTEM_TARGETS.exact),
+          pathChecks: luaPathChecks(),
+          valueRules: luaValueRules(),
         },
         (value) => rpmMacroBody(rpmEscape(String(value))),
       );

@@ -5,31 +5,12 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Argv } from 'yargs';
 import { valueName, type CommandHelp } from '../cli-options.js';
 import { completionScript } from '../commands/completion.js';
 import { LOCK_DIR, OPT_OUT_PREFIX } from '../facts.js';
-import { buildParser, commandName, COMMANDS, HELP, SUMMARY } from '../main.js';
+import { commandName, COMMANDS, definitionOf, GLOBAL_OPTIONS, HELP, SUMMARY, TOP_OPTIONS } from '../main.js';
+import type { OptionSpec } from '../cli-argv.js';
 import { packageVersion } from '../templates.js';
-
-/** What yargs keeps of the options defined, as far as the man page needs it. */
-interface YargsOptions {
-  key: Record<string, boolean>;
-  alias: Record<string, string[]>;
-  default: Record<string, unknown>;
-  defaultDescription: Record<string, string>;
-  choices: Record<string, string[]>;
-  boolean: string[];
-  string: string[];
-  array: string[];
-  hiddenOptions: string[];
-}
-
-interface Introspectable {
-  getOptions(): YargsOptions;
-  getGroups(): Record<string, string[]>;
-  getInternalMethods(): { getUsageInstance(): { getDescriptions(): Record<string, string>; getPositionalGroupName(): string } };
-}
 
 export interface OptionDoc {
   /** "--profile", or the positional's name. */
@@ -53,60 +34,37 @@ export interface CommandDoc {
   help: CommandHelp;
 }
 
-/** The options a yargs instance has defined, less those given in `skip` (the global ones). */
-function optionDocs(y: Argv, skip: ReadonlySet<string>): { positionals: OptionDoc[]; options: OptionDoc[] } {
-  const inner = y as unknown as Introspectable;
-  const o = inner.getOptions();
-  const usage = inner.getInternalMethods().getUsageInstance();
-  const descriptions = usage.getDescriptions();
-  const positional = new Set(inner.getGroups()[usage.getPositionalGroupName()] ?? []);
-  const aliasesOf = (key: string) => {
-    const found = new Set(o.alias[key] ?? []);
-    for (const [other, list] of Object.entries(o.alias)) if (list.includes(key)) found.add(other);
-    return [...found];
+/** An option or positional as the man page shows it, from its definition (src/cli-argv.ts). */
+function optionDoc(key: string, spec: OptionSpec, positional: boolean): OptionDoc {
+  const details: string[] = [];
+  if (spec.choices) details.push(`one of: ${spec.choices.join(', ')}`);
+  const value = spec.default;
+  if (spec.defaultDescription !== undefined) details.push(`default: ${spec.defaultDescription}`);
+  else if (value !== undefined && value !== false && !(Array.isArray(value) && value.length === 0)) details.push(`default: ${JSON.stringify(value)}`);
+  const aliases = spec.alias === undefined ? [] : typeof spec.alias === 'string' ? [spec.alias] : [...spec.alias];
+  return {
+    name: positional ? key : `--${key}`,
+    short: aliases.filter((a) => a.length === 1).map((a) => `-${a}`),
+    value: spec.type === 'boolean' || positional ? null : valueName(key),
+    describe: spec.describe ?? '',
+    details,
   };
-  const positionals: OptionDoc[] = [];
-  const options: OptionDoc[] = [];
-  for (const key of Object.keys(descriptions)) {
-    if (skip.has(key) || o.hiddenOptions.includes(key)) continue;
-    const details: string[] = [];
-    if (o.choices[key]) details.push(`one of: ${o.choices[key]!.join(', ')}`);
-    const fallback = o.defaultDescription[key];
-    const value = o.default[key];
-    if (fallback !== undefined) details.push(`default: ${fallback}`);
-    else if (value !== undefined && value !== false && !(Array.isArray(value) && value.length === 0)) details.push(`default: ${JSON.stringify(value)}`);
-    const doc: OptionDoc = {
-      name: positional.has(key) ? key : `--${key}`,
-      short: aliasesOf(key)
-        .filter((a) => a.length === 1)
-        .map((a) => `-${a}`),
-      value: o.boolean.includes(key) || positional.has(key) ? null : valueName(key),
-      describe: descriptions[key]!.replace(/^__yargsString__:/, ''),
-      details,
-    };
-    (positional.has(key) ? positionals : options).push(doc);
-  }
-  return { positionals, options };
 }
 
-/** Every command and the global options, read off the parser main() uses. */
+/** Every command and the global options, read off the definitions the parser main() uses is built from. */
 export async function describeCli(): Promise<{ global: OptionDoc[]; commands: CommandDoc[] }> {
-  // yargs defines a command's options on the parser itself and takes them away again once the
-  // command is parsed: they are read while its builder has just run.
-  const found = new Map<string, ReturnType<typeof optionDocs>>();
-  let skip = new Set<string>();
-  const parser = await buildParser({ io: { out: () => {}, err: () => {} }, onCommand: (name, y) => found.set(name, optionDocs(y, skip)) });
-  const global = optionDocs(parser, new Set()).options;
-  skip = new Set(global.map((g) => g.name.replace(/^--/, '')));
-  const commands: CommandDoc[] = [];
-  for (const c of COMMANDS) {
-    const name = commandName(c);
-    // `COMMAND --help` runs the command's builder (and prints nothing: the output is the callback's).
-    await parser.parseAsync([name, '--help'], {}, () => {});
-    const docs = found.get(name);
-    if (!docs) throw new Error(`the builder of ${name} did not run`);
-    commands.push({ name, usage: c.command, describe: c.describe, ...docs, help: c.help });
-  }
+  const global = [...GLOBAL_OPTIONS, ...TOP_OPTIONS].map(([key, spec]) => optionDoc(key, spec, false));
+  const commands = COMMANDS.map((c): CommandDoc => {
+    const { positional, options } = definitionOf(c);
+    return {
+      name: commandName(c),
+      usage: c.command,
+      describe: c.describe,
+      positionals: positional ? [optionDoc(positional.name, positional.spec, true)] : [],
+      options: [...options].map(([key, spec]) => optionDoc(key, spec, false)),
+      help: c.help,
+    };
+  });
   return { global, commands };
 }
 
