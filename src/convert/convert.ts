@@ -101,7 +101,7 @@ import {
   writesDirect,
   type CopyPlan,
   type Kept,
-} from '../migrate/copy.js';
+} from '../host/copy.js';
 import { holders, identity, usersText } from './holders.js';
 import {
   at,

@@ -73,7 +73,7 @@ import { lstat, readdir, readlink, realpath, statfs } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DIRECT_MIN, Mismatch, READ_BACK, ShortRead, WRITE_DIRECT, copyData, planCopy, verifyCopy, writesDirect, type CopyPlan, type Kept } from './copy.js';
+import { DIRECT_MIN, Mismatch, READ_BACK, ShortRead, WRITE_DIRECT, copyData, planCopy, verifyCopy, writesDirect, type CopyPlan, type Kept } from '../host/copy.js';
 import { argumentLists, extentCounts, flagsOf, tool } from './tools.js';
 import { REDUNDANT_PROFILES, TEMP_SUFFIX, frozenBy, refusedTarget, temporaryName as temporaryBeside } from '../facts.js';
 import { nameText, size } from '../io.js';

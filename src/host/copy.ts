@@ -26,7 +26,7 @@
 //   syncfs), verifyCopy reads the copy back with O_DIRECT and compares.
 import { createHash } from 'node:crypto';
 import { constants, ftruncateSync, read, readSync, writeSync } from 'node:fs';
-import { extentMap, mustRun } from './tools.js';
+import { extentMap, mustRun } from '../migrate/tools.js';
 
 export const CHUNK = 8 * 1024 * 1024;
 /** Bytes per write: a kill or an injected fault lands between two of them. */
