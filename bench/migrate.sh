@@ -24,6 +24,8 @@
 #
 #   ROUNDS=7 bench/migrate.sh      (default 5 rounds per case)
 #   CASES=fragmented bench/migrate.sh   (some of: fragmented sparse small; default all)
+#   OLD_DIST=DIR bench/migrate.sh       (the fragmented case also times O = another build's
+#                                        nocow migrate, DIR/bin/nocow.js: an engine change measured)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -85,6 +87,7 @@ fresh_fragmented() {
 # A fresh 2 GiB sparse CoW file holding 4 MiB of data (four 1 MiB pieces), and its checksum in
 # $SUM; beside it a dense 4 MiB CoW file of the same data.
 fresh_sparse() {
+  local i
   rm -f "$M/images/sparse.img" "$M/images/dense.img"
   truncate -s 2G "$M/cow/sparse.img"
   head -c 4M /dev/urandom >"$M/cow/dense.img"
@@ -108,6 +111,7 @@ fresh_small() {
 A() { $NC migrate "$1" >/dev/null; }
 B() { cp --reflink=never "$1" "$1.tmp" && sync && mv "$1.tmp" "$1" && sync; }
 V() { cp --reflink=never "$1" "$1.tmp" && sync && echo 3 >/proc/sys/vm/drop_caches && cmp -- "$1" "$1.tmp" && mv "$1.tmp" "$1" && sync; }
+O() { node "$OLD_DIST/bin/nocow.js" migrate "$1" >/dev/null; }
 # The sparse file's data alone: nocow migrate of the dense 4 MiB file.
 D4() { A "$M/images/dense.img"; }
 
@@ -122,8 +126,8 @@ run_case() {
   : >"$WORK/$name"
   for round in $(seq 1 "$ROUNDS"); do
     for k in $(seq 0 $((n - 1))); do
-      i=$(((k + round - 1) % n)) # round 1: A B V, round 2: B V A, …
       $fresh
+      i=$(((k + round - 1) % n)) # round 1: A B V, round 2: B V A, … (after FRESH, which may use an i of its own)
       t0=$(now)
       "${sides[$i]}" "$file"
       times[i]=$(($(now) - t0))
@@ -163,7 +167,8 @@ if [[ $CASES == *" fragmented "* ]]; then
   fresh_fragmented
   log "1 GiB image: $EXTENTS extents"
   FRAG_EXTENTS=$EXTENTS
-  run_case fragmented fresh_fragmented "$M/images/disk.img" A B V
+  if [ -n "${OLD_DIST:-}" ]; then run_case fragmented fresh_fragmented "$M/images/disk.img" A B V O
+  else run_case fragmented fresh_fragmented "$M/images/disk.img" A B V; fi
 fi
 if [[ $CASES == *" sparse "* ]]; then
   run_case sparse fresh_sparse "$M/images/sparse.img" A B
@@ -213,6 +218,12 @@ V = \`cp --reflink=never FILE TMP && sync && echo 3 >/proc/sys/vm/drop_caches &&
 |---|---|---|---|---|---|---|---|
 $(row3 fragmented "1 GiB fragmented CoW image ($FRAG_EXTENTS extents)")
 EOF
+  if [ -n "${OLD_DIST:-}" ]; then
+    cat <<EOF
+
+O = the same \`nocow migrate FILE\` by another build ($OLD_DIST), in the same rounds: O $(secs "$(col fragmented 4)") s (median), A's speed O/A $(printf '%.2f' "$(ratio fragmented 4)")× (median of rounds; per round $(per_round fragmented 4)).
+EOF
+  fi
 fi
 if [[ $CASES == *" sparse "* ]]; then
   cat <<EOF
