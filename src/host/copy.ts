@@ -22,8 +22,9 @@
 //   k+1 is read from the original and, given `check` (migrate), chunk k-1 is read back from the
 //   disk and compared (both in libuv's thread pool). Read-back and read of the next chunk each
 //   need their own buffer beside the one being written: three data buffers take turns, a
-//   fourth takes the read-back. Run one after the other, the read-back alone made migrate
-//   0.62x of cp + mv on a disk the page cache does not hide (BENCHMARKS.md).
+//   fourth takes the read-back. Where the disk serves reads and writes from one budget (the
+//   benchmark's, BENCHMARKS.md) the overlap gains nothing measurable: the read-back's cost is
+//   the extra pass over the disk itself.
 // - Otherwise what was read is kept (its bytes; or their SHA-256 where a whole tree is copied
 //   before anything is read back, as convert does) and, once the copy is on the disk (a
 //   syncfs), verifyCopy reads the copy back with O_DIRECT and compares.
