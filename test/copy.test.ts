@@ -1,4 +1,4 @@
-// The copy engine (src/migrate/copy.ts) as nocow convert and nocow migrate use it, on real
+// The copy engine (src/host/copy.ts) as nocow convert and nocow migrate use it, on real
 // Btrfs: holes skipped and kept, preallocation kept, the copy read back from the disk (not from
 // the page cache) once synced; convert's room for the copy checked once the data written
 // meanwhile is on the disk; and a program either of them runs, killed by a signal, named so.

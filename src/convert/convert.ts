@@ -12,7 +12,7 @@
 //   2. NEW = temporaryName(PATH, ".nocow-new"), the name the shell library repairs: a new
 //      subvolume beside PATH, marked as a copy of ours (the xattr trusted.nocow-kit.convert), +C
 //      while empty when +C is declared, so every directory and file made in it inherits it
-//   3. copy: directories, regular files by migrate's copy engine (src/migrate/copy.ts: plain
+//   3. copy: directories, regular files by migrate's copy engine (src/host/copy.ts: plain
 //      reads and writes, never a reflink, the copy written with O_DIRECT; holes skipped by FIEMAP
 //      and kept, preallocation kept), hard links as hard links; then
 //      `cp -a --attributes-only` makes the symlinks, fifos, sockets and devices and gives every
@@ -104,7 +104,7 @@ import {
   writesDirect,
   type CopyPlan,
   type Kept,
-} from '../migrate/copy.js';
+} from '../host/copy.js';
 import {
   at,
   failure,
@@ -253,7 +253,7 @@ interface Copied {
 }
 
 /**
- * The copy of one regular file by the engine nocow migrate uses (src/migrate/copy.ts): holes
+ * The copy of one regular file by the engine nocow migrate uses (src/host/copy.ts): holes
  * skipped, preallocation kept, written with O_DIRECT (so that the read-back reads the disk),
  * large originals read with O_DIRECT; +C (or not) as its new directory gives it unless `flip`
  * says otherwise.

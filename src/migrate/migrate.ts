@@ -12,7 +12,7 @@
 //      CoW extents; nor copy_file_range, which may clone on Btrfs and keeps the bytes out of
 //      our sight): holes skipped (the FIEMAP map of a sparse file), preallocation kept; the
 //      copy written with O_DIRECT, large originals read with it too, the next chunk read
-//      while this one is written (src/migrate/copy.ts, the engine convert uses too)
+//      while this one is written (src/host/copy.ts, the engine convert uses too)
 //   4. verified: the copy read back from the disk with O_DIRECT (never from the page cache,
 //      which holds none of it) must be, byte for byte, what was read from the original for
 //      it: large files chunk by chunk as they are written, small ones once their batch is on
@@ -69,7 +69,7 @@ import {
 import { lstat, readdir, statfs } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
-import { DIRECT_MIN, Mismatch, READ_BACK, ShortRead, WRITE_DIRECT, copyData, planCopy, verifyCopy, writesDirect, type CopyPlan, type Kept } from './copy.js';
+import { DIRECT_MIN, Mismatch, READ_BACK, ShortRead, WRITE_DIRECT, copyData, planCopy, verifyCopy, writesDirect, type CopyPlan, type Kept } from '../host/copy.js';
 import { TEMP_SUFFIX, frozenBy, temporaryName as temporaryBeside } from '../facts.js';
 import { nameText, size } from '../io.js';
 import { chattr, flagsOf } from '../host/attrs.js';
@@ -696,7 +696,7 @@ async function setNocow(jobs: Job[], fail: (job: Job, error: unknown) => void): 
   }
 }
 
-/** The data of JOB's original into its copy (src/migrate/copy.ts), and what to read back. */
+/** The data of JOB's original into its copy (src/host/copy.ts), and what to read back. */
 async function copyFile(job: Job, progress: (bytes: number) => void, tick: () => Promise<void>): Promise<void> {
   const size = Number(job.before!.size);
   const large = job.candidate.size >= DIRECT_MIN;

@@ -16,11 +16,15 @@
 // - Memory aligned for O_DIRECT: WebAssembly memory is page-aligned (a Buffer from the heap is
 //   not, and Btrfs would then quietly go through the page cache instead).
 // - Large files (DIRECT_MIN and up) are read with O_DIRECT too: the original's fragments are
-//   read in CHUNK-sized requests the device serves together, and while a chunk is written
-//   (here, in the main thread, one pwrite per WRITE bytes, so that a kill lands between two of
-//   them) the next one is read from the original (in libuv's thread pool). Given `check`
-//   (migrate), each chunk is read back from the disk as soon as it is written, while the next
-//   is read.
+//   read in CHUNK-sized requests the device serves together. Three stages overlap: while chunk
+//   k is written (in the main thread, one pwrite per WRITE bytes, so that a kill or an injected
+//   fault lands between two of them, and strace, following the main thread, sees each), chunk
+//   k+1 is read from the original and, given `check` (migrate), chunk k-1 is read back from the
+//   disk and compared (both in libuv's thread pool). Read-back and read of the next chunk each
+//   need their own buffer beside the one being written: three data buffers take turns, a
+//   fourth takes the read-back. Where the disk serves reads and writes from one budget (the
+//   benchmark's, BENCHMARKS.md) the overlap gains nothing measurable: the read-back's cost is
+//   the extra pass over the disk itself.
 // - Otherwise what was read is kept (its bytes; or their SHA-256 where a whole tree is copied
 //   before anything is read back, as convert does) and, once the copy is on the disk (a
 //   syncfs), verifyCopy reads the copy back with O_DIRECT and compares.
@@ -98,12 +102,16 @@ export async function planCopy(original: string, st: { size: number; blocks: num
 export const plannedBytes = (plan: CopyPlan): number => plan.ranges.reduce((sum, [start, end]) => sum + Math.max(0, Math.min(end, plan.size) - start), 0);
 
 let pool: Buffer[] | undefined;
-/** Three CHUNK buffers, page-aligned, reused by every copy (one copy at a time): two for reads, one to read back. */
+/**
+ * Four CHUNK buffers, page-aligned, reused by every copy (one copy at a time): three take turns
+ * for the data (one being written, one read from the original, one being read back), the last
+ * takes the read-back.
+ */
 export function alignedBuffers(): Buffer[] {
   if (pool) return pool;
   if (typeof WebAssembly === 'undefined') throw new Error('aligned memory for O_DIRECT needs WebAssembly (node was started with --jitless?)');
-  const memory = new WebAssembly.Memory({ initial: (3 * CHUNK) / 65536, maximum: (3 * CHUNK) / 65536 });
-  pool = [0, 1, 2].map((i) => Buffer.from(memory.buffer, i * CHUNK, CHUNK));
+  const memory = new WebAssembly.Memory({ initial: (4 * CHUNK) / 65536, maximum: (4 * CHUNK) / 65536 });
+  pool = [0, 1, 2, 3].map((i) => Buffer.from(memory.buffer, i * CHUNK, CHUNK));
   return pool;
 }
 
@@ -193,8 +201,9 @@ export async function copyData(
   tick: () => Promise<void>,
 ): Promise<Kept | undefined> {
   const list = pieces(plan);
-  const [a, b, back] = alignedBuffers();
-  const buffers = [a!, b!];
+  const [a, b, c, back] = alignedBuffers();
+  // Chunk i in buffers[i % 3]: its read-back (chunk i-1's, while i is written) still holds it.
+  const buffers = [a!, b!, c!];
   const { readDirect, writeDirect, check } = mode;
   const length = (i: number) => (readDirect ? alignUp(list[i]!.want) : list[i]!.want);
   const kept: Buffer[] = [];
@@ -205,15 +214,16 @@ export async function copyData(
   try {
     for (let i = 0; i < list.length; i++) {
       const { pos, want } = list[i]!;
-      const buffer = buffers[i % 2]!;
+      const buffer = buffers[i % 3]!;
       const n = next ? await next : readSync(input, buffer, 0, length(i), pos);
       next = undefined;
       if (n !== want) throw new ShortRead();
-      // The chunk before is checked: its buffer takes the next read.
+      // Its buffer held chunk i-2, read back before chunk i-1's read-back began.
+      if (i + 1 < list.length) next = pending(readAt(input, buffers[(i + 1) % 3]!, length(i + 1), list[i + 1]!.pos));
+      writeChunk(out, buffer, n, pos, plan, writeDirect);
+      // Chunk i-1, read back while chunk i was written: the read-back buffer is free again.
       if (checking) await checking;
       checking = undefined;
-      if (i + 1 < list.length) next = pending(readAt(input, buffers[(i + 1) % 2]!, length(i + 1), list[i + 1]!.pos));
-      writeChunk(out, buffer, n, pos, plan, writeDirect);
       if (check !== undefined) checking = pending(checkChunk(check, back!, buffer, n, pos));
       else if (hash) hash.update(buffer.subarray(0, n));
       else kept.push(Buffer.from(buffer.subarray(0, n)));
@@ -237,7 +247,7 @@ export async function copyData(
  */
 export async function verifyCopy(check: number, plan: CopyPlan, kept: Kept, progress?: (bytes: number) => void, tick?: () => Promise<void>): Promise<void> {
   const list = pieces(plan);
-  const [, , back] = alignedBuffers();
+  const [, , , back] = alignedBuffers();
   if ('bytes' in kept) {
     if (list.length !== kept.bytes.length) throw new Mismatch();
     for (let i = 0; i < list.length; i++) {
