@@ -95,7 +95,7 @@ export async function run(args: ApplyArgs, io: Io): Promise<number> {
   );
   for (const t of declaration.targets) if (t.scope === 'user') io.err(`nocow: ${printable(t.name)}: ${SKIPPED}\n`);
   const system = declaration.targets.filter((t) => t.scope === 'system');
-  if (args.dryRun && !args.json) io.out(`nocow apply --dry-run: the plan for root ${printable(root)}; nothing is changed\n`);
+  if (args.dryRun && !args.json && system.length > 0) io.out(`nocow apply --dry-run: the plan for root ${printable(root)}; nothing is changed\n`);
   const result = system.length === 0 ? { status: 0, errors: [] as string[] } : await runHook({ sources: declaration.sources, targets: system }, reports, root, args, io);
   if (args.json) io.out(applyJson(root, args.dryRun, result.status, reports, result.errors));
   return result.status;
