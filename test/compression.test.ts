@@ -53,5 +53,5 @@ t.test('GIVEN directories with +c, with a compression property, and a compress-f
   t.match(status, /no \+C on the directory: it is marked for compression \(\+c, compression=zstd\), which \+C cannot be set with \(chattr -c \S+\/srv\/prop, then nocow apply\)/);
   t.match(await read('json.out'), /"no \+C on the directory: it is marked for compression \(\+c, compression=zlib\)/, 'and in --json');
   t.equal(await read('flags'), '--------c------------- --------c-------------\n', 'nothing changed: +c and the property stay');
-  t.match((await result(forced, 'forced')).out, /^nocow: forced: set \+C on \S+\/srv\/forced \(the file system is mounted compress-force: files with \+C there are stored uncompressed\)\n$/);
+  t.match((await result(forced, 'forced')).out, /^nocow: forced: set-nocow: \+C on \S+\/srv\/forced \(the file system is mounted compress-force: files with \+C there are stored uncompressed\)\n$/);
 });

@@ -102,10 +102,11 @@ done
 esac
 }
 nocow_try() {
-local msg on err
+local msg on err IFS
 msg=$1 on=$2
 shift 2
 if [ -n "$_nc_dry" ]; then
+IFS=' '
 _nc_would=1
 nocow_say would "$*"
 return 0
