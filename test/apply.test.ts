@@ -1,7 +1,7 @@
 // nocow apply on real loop-mounted file systems: the generated nocow-apply.sh run through
 // the built CLI inside each test's mount namespace; --dry-run proven to change nothing.
-import t from 'tap';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import t, { type Test } from 'tap';
+import { cp, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main } from '../src/main.js';
@@ -331,4 +331,122 @@ t.test('GIVEN a root whose name holds control characters WHEN apply and apply --
   const dry = await s.out('dry');
   t.equal(dry.out.split('\n')[0], `nocow apply --dry-run: the plan for root ${shown}; nothing is changed`);
   t.notMatch(dry.out + dry.err, /[\u0000-\u0009\u000b-\u001f]/, 'no control character but the newlines');
+});
+
+/** One run of apply --dry-run, then apply, on the same tree: the declaration's arguments, the root, and the environment. */
+interface Round {
+  label: string;
+  args: string;
+  root?: string;
+  env?: string;
+  /** The system targets' paths, each observed before and after the run. */
+  paths: string[];
+}
+
+/**
+ * Runs each round's apply --dry-run --json, then apply --json, on the same tree, and checks that they agree:
+ * per target, the lines the dry run said the run would print are the ones it printed (event and text), it
+ * would change exactly the targets whose tree the run then changed, warned alike, and changed nothing itself.
+ */
+async function agree(t: Test, fs: FsType, rounds: Round[], setup = '', files: Record<string, string> = {}, raid1 = false) {
+  const script = rounds
+    .map((r, i) => {
+      const root = r.root ?? '"$R"';
+      const observe = (label: string) => `for p in ${r.paths.map((p) => `'${p}'`).join(' ')}; do printf '@@ %s\\n' "$p"; observe_tree ${root}"$p"; done >"$A/${i}-${label}.obs"`;
+      return `${observe('before')}
+      observe_tree ${root} >"$A/${i}-before.snap"
+      ${r.env ?? ''} nocow ${i}-dry apply --root ${root} ${r.args} --dry-run --json
+      observe_tree ${root} >"$A/${i}-after-dry.snap"
+      ${r.env ?? ''} nocow ${i}-run apply --root ${root} ${r.args} --json
+      ${observe('after')}`;
+    })
+    .join('\n');
+  const s = await scenario(fs, `${setup}\n${script}`, files, raid1);
+  for (const [i, r] of rounds.entries()) {
+    const dry = await s.out(`${i}-dry`);
+    const ran = await s.out(`${i}-run`);
+    const plan = JSON.parse(dry.out) as ApplyJson;
+    const run = JSON.parse(ran.out) as ApplyJson;
+    t.equal(await s.file(`${i}-after-dry.snap`), await s.file(`${i}-before.snap`), `${r.label}: the dry run changed nothing`);
+    t.equal(ran.rc, 0, `${r.label}: the run ends`);
+    const split = (obs: string) => Object.fromEntries(obs.split(/^@@ /m).slice(1).map((o) => [o.slice(0, o.indexOf('\n')), o]));
+    const [before, after] = [split(await s.file(`${i}-before.obs`)), split(await s.file(`${i}-after.obs`))];
+    const changedTree = run.targets.filter((x) => x.scope === 'system').map((x) => [x.name, before[x.path] !== after[x.path]]);
+    t.same(plan.targets.map((x) => [x.name, x.changes, x.warnings]), run.targets.map((x) => [x.name, x.changes, x.warnings]), `${r.label}: the dry run said the lines the run printed, warnings included`);
+    t.same(plan.targets.map((x) => [x.name, x.state.replace('would-change', 'changed')]), run.targets.map((x) => [x.name, x.state]), `${r.label}: the same states`);
+    t.same(changedTree, run.targets.filter((x) => x.scope === 'system').map((x) => [x.name, x.state === 'changed']), `${r.label}: the run changed the tree of exactly the targets it said it changed`);
+    t.same(plan.targets.map((x) => [x.name, (x.plan?.length ?? 0) > 0]), plan.targets.map((x) => [x.name, x.state === 'would-change']), `${r.label}: a command planned for every target that would change, and no other`);
+    t.equal(dry.rc, run.state === 'changed' ? 1 : 0, `${r.label}: --dry-run exits 1 exactly when the run changes something`);
+    t.equal(dry.err, ran.err, `${r.label}: the same lines on stderr`);
+  }
+}
+
+t.test('GIVEN the trees of every apply test above WHEN apply --dry-run, then apply run on the same tree THEN the dry run said exactly what the run did, by events and by the tree', async (t) => {
+  const SYSTEM = ['/var/lib/libvirt/images', '/var/lib/mysql', '/srv/new images', '/var/lib/machines', '/srv/masked', '/srv/plain', '/srv/own'];
+  const decl = { 'd.yaml': `${DECLARATION}  - { name: own, path: /srv/own, user: nobody, subvolume: never }\n` };
+  t.test('every starting state, then again', (t) =>
+    agree(t, 'btrfs', [{ label: 'first', args: '-c "$A/d.yaml"', paths: SYSTEM }, { label: 'second', args: '-c "$A/d.yaml"', paths: SYSTEM }], SETUP, decl),
+  );
+  t.test('NOCOW_DISABLE=1', (t) => agree(t, 'btrfs', [{ label: 'off', args: '-p libvirt,mariadb', env: 'NOCOW_DISABLE=1', paths: ['/var/lib/libvirt/images', '/var/lib/mysql'] }]));
+  t.test('ext4', (t) => agree(t, 'ext4', [{ label: 'ext4', args: '', paths: ['/var/lib/libvirt/images'] }], 'mkdir -p "$R/var/lib/libvirt/images"'));
+  const yaml = (redundancy: string) => `targets:\n  - { name: vm, path: /var/lib/libvirt/images, redundancy: ${redundancy} }\n`;
+  t.test('raid1, keep-checksums then force-nocow', (t) =>
+    agree(
+      t,
+      'btrfs',
+      [
+        { label: 'keep', args: '-c "$A/keep.yaml"', paths: ['/var/lib/libvirt/images'] },
+        { label: 'force', args: '-c "$A/force.yaml"', paths: ['/var/lib/libvirt/images'] },
+      ],
+      '',
+      { 'keep.yaml': yaml('keep-checksums'), 'force.yaml': yaml('force-nocow') },
+      true,
+    ),
+  );
+  t.test('a root whose name holds control characters', (t) =>
+    agree(t, 'btrfs', [{ label: 'escaped', args: '-c "$A/one.yaml"', root: '"$E"', paths: ['/srv/vm'] }], `E="$MNT/r$(printf '\\033')[31m$(printf '\\t')x"; mkdir -p "$E"`, {
+      'one.yaml': 'targets:\n  - { name: vm, path: /srv/vm }\n',
+    }),
+  );
+  t.end();
+});
+
+t.test('GIVEN the shell library with every message reworded but its events WHEN apply --json and --dry-run --json run THEN the JSON states are those of the library as shipped: they come from the events', async (t) => {
+  // A copy of the built package whose library says everything in other words.
+  const pkg = await mkdtemp(join(tmpdir(), 'nocow-reworded-'));
+  t.teardown(() => rm(pkg, { recursive: true, force: true }));
+  const repo = join(import.meta.dirname, '..');
+  await cp(join(repo, 'dist'), join(pkg, 'dist'), { recursive: true });
+  await cp(join(repo, 'templates'), join(pkg, 'templates'), { recursive: true });
+  await cp(join(repo, 'package.json'), join(pkg, 'package.json'));
+  await symlink(join(repo, 'node_modules'), join(pkg, 'node_modules'));
+  const lib = join(pkg, 'templates', 'nocow-lib.sh.ejs');
+  const shipped = await readFile(lib, 'utf8');
+  const reworded = shipped
+    .replace(/nocow_say (created|converted|set-nocow|skipped|opted-out) "/g, 'nocow_say $1 "in other words, ')
+    .replace("opted-out: doing nothing\\n'", "opted-out: nothing done, as asked\\n'");
+  t.equal(reworded.match(/in other words, /g)?.length, 6, 'every message of the cases below reworded');
+  await writeFile(lib, reworded);
+  const s = await scenario(
+    'btrfs',
+    `${SETUP}
+    R0=$R; R=$R0.copy; mkdir -p "$R/etc"; cp "$R0/etc/passwd" "$R0/etc/group" "$R/etc/"
+    ${SETUP}
+    R=$R0
+    nocow plan apply --root "$R" -c "$A/d.yaml" --dry-run --json
+    nocow run apply --root "$R" -c "$A/d.yaml" --json
+    CLI="$(cat "$A/cli")" nocow plan-reworded apply --root "$R.copy" -c "$A/d.yaml" --dry-run --json
+    CLI="$(cat "$A/cli")" nocow run-reworded apply --root "$R.copy" -c "$A/d.yaml" --json
+    NOCOW_DISABLE=1 CLI="$(cat "$A/cli")" nocow off-reworded apply --root "$R.copy" -c "$A/d.yaml" --json`,
+    { 'd.yaml': DECLARATION, cli: join(pkg, 'dist', 'bin', 'nocow.js') },
+  );
+  const states = async (label: string) => {
+    const json = JSON.parse((await s.out(label)).out) as ApplyJson;
+    return { state: json.state, targets: json.targets.map((x) => [x.name, x.state, x.changes.length, x.plan?.length ?? null]), errors: json.errors };
+  };
+  const changes = (JSON.parse((await s.out('run-reworded')).out) as ApplyJson).targets.flatMap((x) => x.changes);
+  t.ok(changes.length > 0 && changes.every((c) => /^[a-z-]+: in other words, /.test(c)), 'the reworded library ran');
+  t.same(await states('plan-reworded'), await states('plan'), '--dry-run --json: the same');
+  t.same(await states('run-reworded'), await states('run'), '--json: the same');
+  t.same(await states('off-reworded'), { state: 'unchanged', targets: [['vm', 'opted-out', 0, null], ['db', 'opted-out', 0, null], ['new', 'opted-out', 0, null], ['done', 'opted-out', 0, null], ['masked', 'opted-out', 0, null], ['plain', 'opted-out', 0, null], ['boxes', 'skipped', 0, null]], errors: [] });
 });
