@@ -78,5 +78,6 @@ t.test('GIVEN a compress-force Btrfs mounted at a mount point whose name holds a
   t.match(await readFile(join(forced.dir, 'status.out'), 'utf8'), /compress-force/, 'status: the mount is compress-force');
   const hook = await result(forced, 'forced');
   t.match(hook, { err: '', rc: 0 });
+  t.match(hook.out, / \(the file system is mounted compress-force: files with \+C there are stored uncompressed\)\n$/, 'the note of the mount point with a space, not of the tmpfs below it');
   t.match(hook.out, /^nocow: forced: set-nocow: \+C on \S+\/t\/with space\/srv\/forced \(the file system is mounted compress-force: files with \+C there are stored uncompressed\)\n$/);
 });
