@@ -131,53 +131,56 @@ esac
 return 1
 }
 nocow_resolve() {
-_nc_walk=$_nc_top
-_nc_rest=${_nc_rel#/}
-while [ -n "$_nc_rest" ]; do
-_nc_walk=$_nc_walk/${_nc_rest%%/*}
-case $_nc_rest in
-*/*) _nc_rest=${_nc_rest#*/} ;;
-*) _nc_rest= ;;
+local walk rest real
+walk=$_nc_top
+rest=${_nc_rel#/}
+while [ -n "$rest" ]; do
+walk=$walk/${rest%%/*}
+case $rest in
+*/*) rest=${rest#*/} ;;
+*) rest= ;;
 esac
-[ -L "$_nc_walk" ] && break
-[ -e "$_nc_walk" ] || return 0
+[ -L "$walk" ] && break
+[ -e "$walk" ] || return 0
 done
-[ -L "$_nc_walk" ] || return 0
-if ! _nc_real=$(realpath -m -- "$_nc_path" 2>/dev/null) || [ -z "$_nc_real" ]; then
-nocow_warn "cannot resolve the symlink $_nc_walk; left alone"
+[ -L "$walk" ] || return 0
+if ! real=$(realpath -m -- "$_nc_path" 2>/dev/null) || [ -z "$real" ]; then
+nocow_warn "cannot resolve the symlink $walk; left alone"
 return 1
 fi
-case $_nc_real in
+case $real in
 "$_nc_top"/?*) ;;
 *)
-nocow_warn "$_nc_walk is a symlink leading out of ${_nc_top:-/}; left alone"
+nocow_warn "$walk is a symlink leading out of ${_nc_top:-/}; left alone"
 return 1
 ;;
 esac
-if nocow_refused "${_nc_real#"$_nc_top"}"; then
-nocow_warn "$_nc_walk is a symlink leading to the system directory ${_nc_real#"$_nc_top"}; left alone"
+if nocow_refused "${real#"$_nc_top"}"; then
+nocow_warn "$walk is a symlink leading to the system directory ${real#"$_nc_top"}; left alone"
 return 1
 fi
-_nc_path=$_nc_real
+_nc_path=$real
 }
 nocow_temp() {
-_nc_base=${_nc_path##*/}
-if [ $((${#_nc_base} + ${#1})) -le 255 ]; then
+local base
+base=${_nc_path##*/}
+if [ $((${#base} + ${#1})) -le 255 ]; then
 _nc_temp=$_nc_path$1
 return 0
 fi
-[ -n "${_nc_sum:-}" ] || _nc_sum=$(printf '%s' "$_nc_base" | cksum)
+[ -n "${_nc_sum:-}" ] || _nc_sum=$(printf '%s' "$base" | cksum)
 _nc_temp=${_nc_path%/*}/.nocow-${_nc_sum%% *}$1
 }
 nocow_lock() {
+local err
 [ -z "$_nc_locked$_nc_dry" ] || return 0
 if command -v flock >/dev/null 2>&1; then
 if command exec 9<"$1"; then
-_nc_err=$(flock -w 300 9 2>&1) && {
+err=$(flock -w 300 9 2>&1) && {
 _nc_locked=flock
 return 0
 }
-if [ -z "$_nc_err" ]; then
+if [ -z "$err" ]; then
 nocow_warn "another nocow run has held $1 for 5 minutes; left alone"
 exec 9<&-
 return 1
@@ -192,31 +195,32 @@ fi
 nocow_lock_dir "$1"
 }
 nocow_lock_dir() {
+local tries empty owner_pid p
 _nc_lockdir=${1%/}/'.nocow-kit.lock'
-_nc_tries=0 _nc_empty=0
+tries=0 empty=0
 while ! mkdir -- "$_nc_lockdir" 2>/dev/null; do
 if [ ! -d "$_nc_lockdir" ]; then
 _nc_locked=none
 return 0
 fi
-_nc_owner_pid=
-for _nc_p in "$_nc_lockdir"/*; do
-case ${_nc_p##*/} in
+owner_pid=
+for p in "$_nc_lockdir"/*; do
+case ${p##*/} in
 '*' | *[!0-9]*) ;;
-*) _nc_owner_pid=${_nc_p##*/} ;;
+*) owner_pid=${p##*/} ;;
 esac
 done
-_nc_tries=$((_nc_tries + 1))
-if [ -n "$_nc_owner_pid" ]; then _nc_empty=0; else _nc_empty=$((_nc_empty + 1)); fi
-if { [ -n "$_nc_owner_pid" ] && ! kill -0 "$_nc_owner_pid" 2>/dev/null; } || [ "$_nc_empty" -gt 50 ]; then
+tries=$((tries + 1))
+if [ -n "$owner_pid" ]; then empty=0; else empty=$((empty + 1)); fi
+if { [ -n "$owner_pid" ] && ! kill -0 "$owner_pid" 2>/dev/null; } || [ "$empty" -gt 50 ]; then
 if mv -- "$_nc_lockdir" "$_nc_lockdir.stale$$" 2>/dev/null; then
-rmdir -- "$_nc_lockdir.stale$$/$_nc_owner_pid" "$_nc_lockdir.stale$$" 2>/dev/null ||
+rmdir -- "$_nc_lockdir.stale$$/$owner_pid" "$_nc_lockdir.stale$$" 2>/dev/null ||
 rmdir -- "$_nc_lockdir.stale$$" 2>/dev/null || :
 fi
 continue
 fi
-if [ "$_nc_tries" -gt 3000 ]; then
-nocow_warn "another nocow run (PID $_nc_owner_pid) has held $_nc_lockdir for 5 minutes; left alone"
+if [ "$tries" -gt 3000 ]; then
+nocow_warn "another nocow run (PID $owner_pid) has held $_nc_lockdir for 5 minutes; left alone"
 return 1
 fi
 sleep 0.1 2>/dev/null || sleep 1
@@ -232,19 +236,21 @@ esac
 _nc_locked=
 }
 nocow_lock_target() {
+local held
 nocow_ancestor "${_nc_path%/*}"
 while nocow_lock "$_nc_anc"; do
-_nc_held=$_nc_anc
+held=$_nc_anc
 nocow_ancestor "${_nc_path%/*}"
-[ "$_nc_anc" != "$_nc_held" ] || return 0
+[ "$_nc_anc" != "$held" ] || return 0
 nocow_unlock
 done
 return 1
 }
 nocow_parent() {
-_nc_parent=${_nc_path%/*}
-[ "$_nc_anc" != "${_nc_parent:-/}" ] || return 0
-nocow_try "cannot create $_nc_parent" "$_nc_anc" mkdir -p -- "$_nc_parent" || return 1
+local parent
+parent=${_nc_path%/*}
+[ "$_nc_anc" != "${parent:-/}" ] || return 0
+nocow_try "cannot create $parent" "$_nc_anc" mkdir -p -- "$parent" || return 1
 nocow_unlock
 nocow_lock_target
 }
@@ -292,14 +298,16 @@ fi
 done
 }
 nocow_empty() {
-for _nc_entry in "$1"/* "$1"/.[!.]* "$1"/..?*; do
-if [ -e "$_nc_entry" ] || [ -L "$_nc_entry" ]; then
+local entry
+for entry in "$1"/* "$1"/.[!.]* "$1"/..?*; do
+if [ -e "$entry" ] || [ -L "$entry" ]; then
 return 1
 fi
 done
 return 0
 }
 nocow_lookup_id() {
+local dbname dbid
 case $2 in
 root)
 _nc_id=0
@@ -312,9 +320,9 @@ return 0
 ;;
 esac
 [ -r "$1" ] || return 1
-while IFS=: read -r _nc_dbname _nc_dbpass _nc_dbid _nc_dbrest; do
-if [ "$_nc_dbname" = "$2" ]; then
-_nc_id=$_nc_dbid
+while IFS=: read -r dbname _ dbid _; do
+if [ "$dbname" = "$2" ]; then
+_nc_id=$dbid
 return 0
 fi
 done <"$1"
@@ -359,13 +367,14 @@ _nc_note=" with +C (inherited from ${_nc_path%/*})"
 esac
 }
 nocow_create() {
-_nc_parent=${_nc_path%/*}
+local parent
+parent=${_nc_path%/*}
 _nc_kind=directory
 if [ "$_nc_subvol" = auto ] && command -v btrfs >/dev/null 2>&1; then
-nocow_try "cannot create subvolume $_nc_path" "${_nc_parent:-/}" btrfs subvolume create -- "$_nc_path" || return 1
+nocow_try "cannot create subvolume $_nc_path" "${parent:-/}" btrfs subvolume create -- "$_nc_path" || return 1
 _nc_kind=subvolume
 else
-nocow_try "cannot create $_nc_path" "${_nc_parent:-/}" mkdir -- "$_nc_path" || return 1
+nocow_try "cannot create $_nc_path" "${parent:-/}" mkdir -- "$_nc_path" || return 1
 fi
 nocow_owner
 nocow_try "cannot set mode $_nc_mode on $_nc_path" "$_nc_path" chmod -- "$_nc_mode" "$_nc_path" || :
@@ -375,28 +384,29 @@ nocow_inherited
 nocow_say created "$_nc_kind $_nc_path$_nc_note"
 }
 nocow_copy_attrs() {
+local xattrs xfail ifs line
 nocow_try "cannot copy the owner of $_nc_path" "$_nc_new" chown --reference="$_nc_path" -- "$_nc_new" || return 1
 nocow_try "cannot copy the mode of $_nc_path" "$_nc_new" chmod --reference="$_nc_path" -- "$_nc_new" || return 1
 command -v getfattr >/dev/null 2>&1 && command -v setfattr >/dev/null 2>&1 || return 0
-_nc_xattrs=$(getfattr --absolute-names -d -m - -e hex -- "$_nc_path" 2>/dev/null) || return 0
-_nc_xfail=
-_nc_ifs=$IFS
+xattrs=$(getfattr --absolute-names -d -m - -e hex -- "$_nc_path" 2>/dev/null) || return 0
+xfail=
+ifs=$IFS
 IFS=$_nc_nl
 set -f
-for _nc_line in $_nc_xattrs; do
-case $_nc_line in
+for line in $xattrs; do
+case $line in
 '#'*) continue ;;
-*=*) set -- "${_nc_line%%=*}" -v "${_nc_line#*=}" ;;
-*) set -- "$_nc_line" ;;
+*=*) set -- "${line%%=*}" -v "${line#*=}" ;;
+*) set -- "$line" ;;
 esac
 nocow_try "cannot copy the attribute $1 to $_nc_new" "$_nc_new" setfattr -h -n "$@" -- "$_nc_new" || {
-_nc_xfail=1
+xfail=1
 break
 }
 done
 set +f
-IFS=$_nc_ifs
-[ -z "$_nc_xfail" ]
+IFS=$ifs
+[ -z "$xfail" ]
 }
 nocow_swap_back() {
 if ! nocow_try "cannot move the new subvolume aside again" "$_nc_path" mv -T -- "$_nc_path" "$_nc_new"; then
@@ -413,6 +423,7 @@ fi
 nocow_say reverted "left $_nc_path a plain directory: files were written into it during the conversion"
 }
 nocow_convert() {
+local new_flag
 if command -v mountpoint >/dev/null 2>&1 && mountpoint -q -- "$_nc_path"; then
 return 1
 fi
@@ -422,8 +433,8 @@ nocow_rmdir "$_nc_new" || :
 return 1
 fi
 _nc_target_dir=$_nc_new
-_nc_new_flag=
-nocow_flag_decide && nocow_try "cannot set +C on $_nc_new" "$_nc_new" chattr +C -- "$_nc_new" && _nc_new_flag=' with +C'
+new_flag=
+nocow_flag_decide && nocow_try "cannot set +C on $_nc_new" "$_nc_new" chattr +C -- "$_nc_new" && new_flag=' with +C'
 nocow_try '' "$_nc_new" touch -r "$_nc_path" -- "$_nc_new" || :
 if ! nocow_try "cannot move $_nc_path aside" "$_nc_path" mv -T -- "$_nc_path" "$_nc_old"; then
 nocow_rmdir "$_nc_new" || :
@@ -439,8 +450,8 @@ nocow_swap_back
 return 1
 fi
 nocow_relabel
-_nc_flag_set=$_nc_new_flag
-nocow_say converted "empty directory $_nc_path into a subvolume$_nc_new_flag"
+_nc_flag_set=$new_flag
+nocow_say converted "empty directory $_nc_path into a subvolume$new_flag"
 }
 nocow_redundant() {
 local dir df
@@ -463,14 +474,15 @@ esac
 return 0
 }
 nocow_flag_decide() {
+local attrs
 [ "$_nc_nocow" = yes ] || return 1
 if ! command -v lsattr >/dev/null 2>&1 || ! command -v chattr >/dev/null 2>&1; then
 [ -n "$_nc_nochattr_said" ] || nocow_warn "chattr and lsattr (e2fsprogs) are not installed; +C not set"
 _nc_nochattr_said=1
 return 1
 fi
-_nc_attrs=$(lsattr -d -- "$_nc_target_dir" 2>/dev/null) || _nc_attrs=
-case ${_nc_attrs%% *} in
+attrs=$(lsattr -d -- "$_nc_target_dir" 2>/dev/null) || attrs=
+case ${attrs%% *} in
 *C*) return 1 ;;
 esac
 if [ "$_nc_redund" != force-nocow ] && nocow_redundant "$_nc_target_dir"; then
@@ -499,57 +511,61 @@ esac
 done </proc/self/mounts
 }
 nocow_mi_escape() {
-_nc_mi='' _nc_s=$1
-while [ -n "$_nc_s" ]; do
-_nc_c=${_nc_s%"${_nc_s#?}"}
-_nc_s=${_nc_s#?}
-case $_nc_c in
-' ') _nc_c='\040' ;;
-'	') _nc_c='\011' ;;
-"$_nc_nl") _nc_c='\012' ;;
-"\\") _nc_c='\134' ;;
+local c s
+_nc_mi='' s=$1
+while [ -n "$s" ]; do
+c=${s%"${s#?}"}
+s=${s#?}
+case $c in
+' ') c='\040' ;;
+'	') c='\011' ;;
+"$_nc_nl") c='\012' ;;
+"\\") c='\134' ;;
 esac
-_nc_mi=$_nc_mi$_nc_c
+_nc_mi=$_nc_mi$c
 done
 }
 nocow_mi_glob() {
-_nc_glob='' _nc_s=$1
-while [ -n "$_nc_s" ]; do
-_nc_c=${_nc_s%"${_nc_s#?}"}
-_nc_s=${_nc_s#?}
-if [ "$_nc_c" = "\\" ]; then
-case $_nc_s in
-040*) _nc_c=' ' _nc_s=${_nc_s#???} ;;
-011*) _nc_c='	' _nc_s=${_nc_s#???} ;;
-012*) _nc_c=$_nc_nl _nc_s=${_nc_s#???} ;;
-134*) _nc_s=${_nc_s#???} ;;
+local c s
+_nc_glob='' s=$1
+while [ -n "$s" ]; do
+c=${s%"${s#?}"}
+s=${s#?}
+if [ "$c" = "\\" ]; then
+case $s in
+040*) c=' ' s=${s#???} ;;
+011*) c='	' s=${s#???} ;;
+012*) c=$_nc_nl s=${s#???} ;;
+134*) s=${s#???} ;;
 esac
 fi
-_nc_glob=$_nc_glob\\$_nc_c
+_nc_glob=$_nc_glob\\$c
 done
 }
 nocow_cow_count() {
-_nc_dir=$1
-nocow_mi_escape "$_nc_dir"
+local dir mp
+dir=$1
+nocow_mi_escape "$dir"
 set --
 if [ -r /proc/self/mountinfo ]; then
-while read -r _nc_skip _nc_skip _nc_skip _nc_skip _nc_mp _nc_skip; do
-case $_nc_mp in
+while read -r _ _ _ _ mp _; do
+case $mp in
 "$_nc_mi"/?*) ;;
 *) continue ;;
 esac
-nocow_mi_glob "$_nc_mp"
+nocow_mi_glob "$mp"
 set -- "$@" -path "$_nc_glob" -prune -o
 done </proc/self/mountinfo
 fi
 # shellcheck disable=SC2016 # the inner script expands its own variables
-find "$_nc_dir" -xdev "$@" -type f -exec sh -c '
+find "$dir" -xdev "$@" -type f -exec sh -c '
 		for f; do
 			a=$(lsattr -d -- "$f" 2>/dev/null) || continue
 			case ${a%% *} in *C*) ;; *) printf x ;; esac
 		done' nocow-count {} + 2>/dev/null
 }
 nocow_flag() {
+local cow kept
 _nc_target_dir=$_nc_path
 nocow_flag_decide || return 0
 nocow_try "cannot set +C on $_nc_path" "$_nc_path" chattr +C -- "$_nc_path" || return 0
@@ -558,19 +574,20 @@ if nocow_empty "$_nc_path"; then
 nocow_say set-nocow "+C on $_nc_path$_nc_note"
 return 0
 fi
-_nc_cow=$(cd -P -- "$_nc_path" 2>/dev/null && nocow_cow_count "$PWD") || :
-if [ "${#_nc_cow}" -eq 1 ]; then
-_nc_kept='1 existing file keeps copy-on-write (nocow migrate rewrites it)'
+cow=$(cd -P -- "$_nc_path" 2>/dev/null && nocow_cow_count "$PWD") || :
+if [ "${#cow}" -eq 1 ]; then
+kept='1 existing file keeps copy-on-write (nocow migrate rewrites it)'
 else
-_nc_kept="${#_nc_cow} existing files keep copy-on-write (nocow migrate rewrites them)"
+kept="${#cow} existing files keep copy-on-write (nocow migrate rewrites them)"
 fi
-nocow_say set-nocow "+C on $_nc_path for new files; $_nc_kept$_nc_note"
+nocow_say set-nocow "+C on $_nc_path for new files; $kept$_nc_note"
 }
 nocow_convertible() {
+local stat
 [ "$_nc_subvol" = auto ] && command -v btrfs >/dev/null 2>&1 || return 1
-_nc_stat=$(stat -c '%i %d' -- "$_nc_path" "$_nc_path/.." 2>/dev/null) || _nc_stat=
+stat=$(stat -c '%i %d' -- "$_nc_path" "$_nc_path/.." 2>/dev/null) || stat=
 # shellcheck disable=SC2086 # splits stat's four numbers into $1..$4
-set -- $_nc_stat
+set -- $stat
 [ "${1:-256}" != 256 ] && [ "${2:-}" = "${4:-}" ] && nocow_empty "$_nc_path"
 }
 nocow_pending() {
@@ -582,45 +599,47 @@ _nc_target_dir=$_nc_path
 nocow_flag_decide
 }
 nocow_frozen() {
+local a
 [ -d "$_nc_path" ] && [ ! -L "$_nc_path" ] || return 1
-_nc_a=$(lsattr -d -- "$_nc_path" 2>/dev/null) || return 1
-case ${_nc_a%% *} in
-*i*a*) _nc_a='immutable (chattr +i) and append-only (chattr +a)' ;;
-*i*) _nc_a='immutable (chattr +i)' ;;
-*a*) _nc_a='append-only (chattr +a)' ;;
+a=$(lsattr -d -- "$_nc_path" 2>/dev/null) || return 1
+case ${a%% *} in
+*i*a*) a='immutable (chattr +i) and append-only (chattr +a)' ;;
+*i*) a='immutable (chattr +i)' ;;
+*a*) a='append-only (chattr +a)' ;;
 *) return 1 ;;
 esac
-nocow_warn "$_nc_path is $_nc_a; left alone"
+nocow_warn "$_nc_path is $a; left alone"
 }
 nocow_act() {
+local free t changed
 nocow_repair || return 0
 nocow_frozen && return 0
 if [ ! -e "$_nc_path" ]; then
 nocow_create || return 0
-_nc_changed=1
+changed=1
 elif [ ! -d "$_nc_path" ]; then
 nocow_warn "$_nc_path exists and is not a directory; left alone"
 return 0
 elif nocow_convertible; then
-_nc_free=1
-for _nc_t in "$_nc_new" "$_nc_old"; do
-[ -e "$_nc_t" ] || [ -L "$_nc_t" ] || continue
-_nc_free=
-if [ -L "$_nc_t" ] || [ ! -d "$_nc_t" ]; then
-nocow_warn "$_nc_t is in the way of the conversion (this tool did not leave it); $_nc_path not converted"
+free=1
+for t in "$_nc_new" "$_nc_old"; do
+[ -e "$t" ] || [ -L "$t" ] || continue
+free=
+if [ -L "$t" ] || [ ! -d "$t" ]; then
+nocow_warn "$t is in the way of the conversion (this tool did not leave it); $_nc_path not converted"
 fi
 done
-[ -z "$_nc_free" ] || { nocow_convert && _nc_changed=1; }
+[ -z "$free" ] || { nocow_convert && changed=1; }
 fi
 [ -n "$_nc_flag_set" ] || nocow_flag
-if [ -n "$_nc_changed" ] && [ -n "$_nc_skip_reason" ]; then
+if [ -n "$changed" ] && [ -n "$_nc_skip_reason" ]; then
 nocow_say skipped "$_nc_skip_reason"
 fi
 }
 nocow_target() {
 _nc_name=$1 _nc_rel=$2 _nc_subvol=$3 _nc_nocow=$4
 _nc_mode=$5 _nc_user=$6 _nc_group=$7 _nc_redund=$8
-_nc_skip_reason='' _nc_flag_set='' _nc_changed='' _nc_nochattr_said='' _nc_sum=''
+_nc_skip_reason='' _nc_flag_set='' _nc_nochattr_said='' _nc_sum=''
 if [ "${NOCOW_DISABLE:-}" = 1 ]; then
 [ -n "$_nc_disabled_said" ] || printf 'nocow: NOCOW_DISABLE=1: opted-out: doing nothing\n'
 _nc_disabled_said=1
