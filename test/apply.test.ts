@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main } from '../src/main.js';
 import type { Io } from '../src/io.js';
-import { PRELUDE } from './helpers/artifacts.js';
+import { PRELUDE, renderFor, target } from './helpers/artifacts.js';
 import { runInFs, type FsType } from './helpers/fs.js';
 import { builtCli, NOCOW_FN } from './helpers/cli.js';
 
@@ -449,4 +449,47 @@ t.test('GIVEN the shell library with every message reworded but its events WHEN 
   t.same(await states('plan-reworded'), await states('plan'), '--dry-run --json: the same');
   t.same(await states('run-reworded'), await states('run'), '--json: the same');
   t.same(await states('off-reworded'), { state: 'unchanged', targets: [['vm', 'opted-out', 0, null], ['db', 'opted-out', 0, null], ['new', 'opted-out', 0, null], ['done', 'opted-out', 0, null], ['masked', 'opted-out', 0, null], ['plain', 'opted-out', 0, null], ['boxes', 'skipped', 0, null]], errors: [] });
+});
+
+t.test('GIVEN the standalone hook WHEN run with --check, with --dry-run, then for real, then with --check again THEN --check exits 1 while something would change and 0 after the run, neither changes anything, and each shell agrees', async (t) => {
+  const a = await renderFor([target({ name: 'vm', path: '/srv/vm images' })], t);
+  const fs = await runInFs({
+    fs: 'btrfs',
+    env: { A: a.dir },
+    script: String.raw`${PRELUDE}
+      for sh in dash bash 'busybox sh'; do
+        k=$(echo $sh | tr -d ' ')
+        rm -rf "$R/srv"
+        snap "$k-before"
+        hook() { label=$1; shift; rc=0; $sh "$A/nocow-apply.sh" --root "$R" "$@" >"$A/$k-$label.out" 2>&1 || rc=$?; echo $rc >"$A/$k-$label.rc"; }
+        hook check --check
+        hook dry --dry-run
+        snap "$k-after-dry"
+        hook run
+        hook again --check
+      done`,
+  });
+  t.equal(fs.exitCode, 0, fs.stderr);
+  const read = (name: string) => readFile(join(a.dir, name), 'utf8');
+  for (const k of ['dash', 'bash', 'busyboxsh']) {
+    t.equal(await read(`${k}-after-dry.snap`), await read(`${k}-before.snap`), `${k}: --check and --dry-run change nothing`);
+    t.equal(await read(`${k}-check.rc`), '1\n', `${k}: --check: 1, something would change`);
+    t.equal(await read(`${k}-dry.rc`), '0\n', `${k}: --dry-run: 0, as every run`);
+    t.equal(await read(`${k}-check.out`), await read(`${k}-dry.out`), `${k}: the same lines`);
+    const dry = (await read(`${k}-dry.out`)).split('\n');
+    t.same(dry.filter((l) => !WOULD.test(l)).join('\n'), await read(`${k}-run.out`), `${k}: the dry run's lines but its commands are the run's`);
+    t.match(dry.filter((l) => WOULD.test(l)), [/^nocow: vm: would: mkdir -p -- \S+\/srv$/, /^nocow: vm: would: btrfs subvolume create -- \S+\/srv\/vm images$/, /chmod -- 0711 /, /chown -- 0:36 /, /^nocow: vm: would: chattr \+C -- \S+\/srv\/vm images$/]);
+    t.same([await read(`${k}-run.rc`), await read(`${k}-again.rc`), await read(`${k}-again.out`)], ['0\n', '0\n', ''], `${k}: the run exits 0; then --check finds nothing to do, silently`);
+  }
+});
+
+t.test('GIVEN the shell library WHEN the events it prints are listed THEN they are exactly the vocabulary apply --json reads (docs/design.md lists the same)', async (t) => {
+  const { EVENTS } = await import('../src/commands/apply.js');
+  const lib = await readFile(join(import.meta.dirname, '..', 'templates', 'nocow-lib.sh.ejs'), 'utf8');
+  const said = new Set([...lib.matchAll(/nocow_say ([a-z-]+) /g)].map((m) => m[1]!));
+  for (const m of lib.matchAll(/printf 'nocow: NOCOW_DISABLE=1: ([a-z-]+): /g)) said.add(m[1]!);
+  t.same([...said].sort(), [...EVENTS].sort());
+  const design = await readFile(join(import.meta.dirname, '..', 'docs', 'design.md'), 'utf8');
+  const table = [...design.matchAll(/^\| `([a-z-]+)` \| std(?:out|err) \|/gm)].map((m) => m[1]!);
+  t.same(table.sort(), [...EVENTS].sort(), 'the table of docs/design.md');
 });
