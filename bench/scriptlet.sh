@@ -67,7 +67,7 @@ for fs in ext4 btrfs; do
   umount -R "$WORK/mnt"
 done' >"$WORK/raw"
 # The Btrfs side must really have converted: its last run printed the change.
-grep -q 'created subvolume\|converted' "$WORK/out.btrfs.A" || { echo "bench: the %posttrans did not act on Btrfs:" >&2; cat "$WORK/out.btrfs.A" >&2; exit 1; }
+grep -q 'created: subvolume\|converted:' "$WORK/out.btrfs.A" || { echo "bench: the %posttrans did not act on Btrfs:" >&2; cat "$WORK/out.btrfs.A" >&2; exit 1; }
 
 node - "$WORK/raw" "$SIZE" <<'EOF'
 const [raw, size] = process.argv.slice(2);

@@ -227,7 +227,7 @@ t.test('apply: a flag with a value, --no-dry-run or an operand is refused and ch
     { argv: ['apply', '--dryRun=yes'], rc: 2, err: /^nocow: error: unknown option '--dryRun'; nocow apply takes: /m },
     { argv: ['apply', '--', './-cow'], rc: 2, err: 'nocow: error: unexpected operand "./-cow": nocow apply takes none\n' },
     { argv: ['apply', '-n', '--', '-cow'], rc: 2, err: 'nocow: error: unexpected operand "-cow": nocow apply takes none\n' },
-    { argv: ['apply', '--dry-run'], rc: 1, err: '', check: (t, r) => (unchanged(t, r), t.match(r.out, /would set \+C on the directory; 2 existing files keep copy-on-write/)) },
+    { argv: ['apply', '--dry-run'], rc: 1, err: '', check: (t, r) => (unchanged(t, r), t.match(r.out, /: set-nocow: \+C on \S+ for new files; 2 existing files keep copy-on-write/)) },
   ]);
 });
 

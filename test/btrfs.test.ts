@@ -48,7 +48,7 @@ for (const [i, shell] of SHELLS.entries()) {
         (cd "$R" && find srv | sort) >"$A/ls"`);
       t.equal(s.run1.rc, 0);
       t.equal(s.run1.err, '');
-      t.match(s.run1.out, /^nocow: vm: created subvolume .*\/srv\/vm images\/\$\(touch \/tmp\/pwned\)\nnocow: vm: set \+C on .*\n$/);
+      t.match(s.run1.out, /^nocow: vm: created: subvolume .*\/srv\/vm images\/\$\(touch \/tmp\/pwned\)\nnocow: vm: set-nocow: \+C on .*\n$/);
       t.match(await s.file('obs'), /^yes \S*C\S* 256 711 0 36\n$/, 'subvolume, +C, inode 256, mode 0711, root:kvm');
       t.equal(await s.file('ls'), 'srv\nsrv/vm images\nsrv/vm images/$(touch \nsrv/vm images/$(touch /tmp\nsrv/vm images/$(touch /tmp/pwned)\n', 'exactly the declared path, nothing else');
       t.notOk(existsSync('/tmp/pwned'), 'the $(…) in the path never ran');
@@ -67,7 +67,7 @@ for (const [i, shell] of SHELLS.entries()) {
         ls -A "$R/var/lib/libvirt" >"$A/ls"`);
       t.equal(s.run1.rc, 0);
       t.equal(s.run1.err, '');
-      t.match(s.run1.out, /^nocow: vm: converted empty directory .*\/var\/lib\/libvirt\/images into a subvolume with \+C\n$/);
+      t.match(s.run1.out, /^nocow: vm: converted: empty directory .*\/var\/lib\/libvirt\/images into a subvolume with \+C\n$/);
       t.match(await s.file('obs'), /^yes \S*C\S* 256 kept\n$/);
       t.equal(await s.file('meta.after'), await s.file('meta.before'), 'mode, owner and mtime kept');
       t.equal(await s.file('acl.after'), await s.file('acl.before'), 'ACL kept');
@@ -85,7 +85,7 @@ for (const [i, shell] of SHELLS.entries()) {
         echo "$(subvol "$R${P}") $(flags "$R${P}") $(flags "$R${P}/ibdata1")" >"$A/obs"`);
       t.equal(s.run1.rc, 0);
       t.equal(s.run1.err, '');
-      t.match(s.run1.out, /^nocow: db: set \+C on .*\/var\/lib\/mysql for new files; 3 existing files keep copy-on-write \(nocow migrate rewrites them\)\n$/);
+      t.match(s.run1.out, /^nocow: db: set-nocow: \+C on .*\/var\/lib\/mysql for new files; 3 existing files keep copy-on-write \(nocow migrate rewrites them\)\n$/);
       t.equal(await s.file('files.after'), await s.file('files.before'), 'same checksums, same inodes');
       t.match(await s.file('obs'), /^no \S*C\S* [^C\s]+\n$/, 'not a subvolume; +C on the directory only');
       await assertIdempotent(t, s);
@@ -106,14 +106,14 @@ for (const [i, shell] of SHELLS.entries()) {
     ] as const) {
       t.test(`GIVEN the tmpfiles snippet masked by ${how} WHEN applied THEN nothing changes and one line says why`, async (t) => {
         const s = await scenario(shell, runner, [target()], `mkdir -p "$R/etc/tmpfiles.d" "$R/var/lib/libvirt/images"; ${mask}`);
-        t.same(s.run1, { out: 'nocow: vm: opted out by the masked /etc/tmpfiles.d/nocow-vm.conf; doing nothing\n', err: '', rc: 0 });
+        t.same(s.run1, { out: 'nocow: vm: opted-out: by the masked /etc/tmpfiles.d/nocow-vm.conf; doing nothing\n', err: '', rc: 0 });
         t.equal(await s.snap('after2'), await s.snap('before'));
       });
     }
 
     t.test('GIVEN NOCOW_DISABLE=1 WHEN applied THEN nothing changes and one line says so, once for all targets', async (t) => {
       const s = await scenario(shell, runner, [target(), target({ name: 'db', path: '/var/lib/mysql' })], '', '', 'NOCOW_DISABLE=1');
-      t.same(s.run1, { out: 'nocow: NOCOW_DISABLE=1: doing nothing\n', err: '', rc: 0 });
+      t.same(s.run1, { out: 'nocow: NOCOW_DISABLE=1: opted-out: doing nothing\n', err: '', rc: 0 });
       t.equal(await s.snap('after2'), await s.snap('before'));
     });
 
@@ -126,7 +126,7 @@ for (const [i, shell] of SHELLS.entries()) {
         `echo "$(subvol "$R/srv/plain") $(flags "$R/srv/plain") $(subvol "$R/srv/cow") $(flags "$R/srv/cow")" >"$A/obs"`,
       );
       t.equal(s.run1.rc, 0);
-      t.match(s.run1.out, /^nocow: plain: created directory .*\/srv\/plain\nnocow: plain: set \+C on .*\/srv\/plain\nnocow: cow: created subvolume .*\/srv\/cow\n$/);
+      t.match(s.run1.out, /^nocow: plain: created: directory .*\/srv\/plain\nnocow: plain: set-nocow: \+C on .*\/srv\/plain\nnocow: cow: created: subvolume .*\/srv\/cow\n$/);
       t.match(await s.file('obs'), /^no \S*C\S* yes [^C\s]+\n$/);
       await assertIdempotent(t, s);
     });

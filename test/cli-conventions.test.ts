@@ -100,7 +100,7 @@ t.test('GIVEN apply --help and migrate --help THEN apply states exit 1 and what 
   const apply = (await nocow(['apply', '--help'])).out;
   t.match(apply, /^ {2}1 {2}the script did not run to its end; --dry-run: something would change$/m);
   t.match(apply, /^ {2}0 {2}done \(problems are warnings, as in every artifact\); --dry-run: nothing\n {5}would change$/m);
-  t.match(apply, /^ {2}-n, --dry-run {2}Inspect each target and print what apply would do,/m);
+  t.match(apply, /^ {2}-n, --dry-run {2}Run the script in its dry mode: print what apply would do,/m);
   t.match(apply, /--json/);
   const migrate = (await nocow(['migrate', '--help'])).out;
   t.match(migrate, /^ {2}2 {2}bad arguments or declaration, a PATH refused or missing/m);

@@ -55,5 +55,31 @@ t.test('GIVEN directories with +c, with a compression property, and a compress-f
   t.match(status, /no \+C on the directory: it is marked for compression \(\+c, compression=zstd\), which \+C cannot be set with \(chattr -c \S+\/srv\/prop, then nocow apply\)/);
   t.match(await read('json.out'), /"no \+C on the directory: it is marked for compression \(\+c, compression=zlib\)/, 'and in --json');
   t.equal(await read('flags'), '--------c------------- --------c-------------\n', 'nothing changed: +c and the property stay');
-  t.match((await result(forced, 'forced')).out, /^nocow: forced: set \+C on \S+\/srv\/forced \(the file system is mounted compress-force: files with \+C there are stored uncompressed\)\n$/);
+  t.match((await result(forced, 'forced')).out, /^nocow: forced: set-nocow: \+C on \S+\/srv\/forced \(the file system is mounted compress-force: files with \+C there are stored uncompressed\)\n$/);
+});
+
+t.test('GIVEN a compress-force Btrfs mounted at a mount point whose name holds a space, on top of a tmpfs WHEN the hook sets +C below it THEN it notes compress-force, as status does: the mount table\'s \\040 is read as the space it stands for', async (t) => {
+  const forced = await renderFor([target({ name: 'forced', path: '/srv/forced', subvolume: 'never' })], t);
+  const fs = await runInFs({
+    fs: 'btrfs',
+    env: { A: forced.dir, CLI: cli },
+    script: String.raw`${PRELUDE}${NOCOW_FN}
+      printf 'targets:\n  - {name: forced, path: /srv/forced, subvolume: never}\n' >"$A/decl.yaml"
+      mkdir -p "$MNT/inner/srv/forced" "$MNT/t"
+      mount -t tmpfs none "$MNT/t"
+      mkdir "$MNT/t/with space"
+      mount --bind "$MNT/inner" "$MNT/t/with space"
+      mount -o remount,compress-force=zstd "$MNT"
+      grep -c 'with\\040space btrfs .*compress-force' /proc/self/mounts >"$A/listed"
+      R="$MNT/t/with space"
+      nocow status status --root "$R" -c "$A/decl.yaml"
+      run forced dash hook`,
+  });
+  t.equal(fs.exitCode, 0, fs.stderr);
+  t.equal(await readFile(join(forced.dir, 'listed'), 'utf8'), '1\n', 'the mount table names the mount point with \\040');
+  t.match(await readFile(join(forced.dir, 'status.out'), 'utf8'), /compress-force/, 'status: the mount is compress-force');
+  const hook = await result(forced, 'forced');
+  t.match(hook, { err: '', rc: 0 });
+  t.match(hook.out, / \(the file system is mounted compress-force: files with \+C there are stored uncompressed\)\n$/, 'the note of the mount point with a space, not of the tmpfs below it');
+  t.match(hook.out, /^nocow: forced: set-nocow: \+C on \S+\/t\/with space\/srv\/forced \(the file system is mounted compress-force: files with \+C there are stored uncompressed\)\n$/);
 });

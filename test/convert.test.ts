@@ -119,7 +119,7 @@ t.test('GIVEN a conversion killed at each of its phases WHEN looked at, and WHEN
       const before = parseTree(section(out, `before-${k}`));
       sameTree(t, before, unmarked(parseTree(section(out, `meanwhile-${k}`))), 'meanwhile');
       if (state.startsWith('missing')) {
-        t.match(line(out, `apply-${k}`), /^0 nocow: vm: completed an interrupted conversion of .*images \| nocow: vm: warning: (\S+)images\.nocow-old holds the old tree of an interrupted nocow convert; left alone: nocow convert \1images removes it$/, 'nocow apply completes the swap, leaves the old tree alone, and names the command that removes it');
+        t.match(line(out, `apply-${k}`), /^0 nocow: vm: repaired: completed an interrupted conversion of .*images \| nocow: vm: warning: (\S+)images\.nocow-old holds the old tree of an interrupted nocow convert; left alone: nocow convert \1images removes it$/, 'nocow apply completes the swap, leaves the old tree alone, and names the command that removes it');
       }
       t.match(line(out, `rerun-${k}`), /^0 .*nocow: \S+\/images: (converted into a subvolume with \+C|finished an interrupted conversion: removed \S+\.nocow-old, which \S+ holds in full)/);
       const after = parseTree(section(out, `after-${k}`));

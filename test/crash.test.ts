@@ -41,10 +41,10 @@ for (const shell of SHELLS) {
 
 t.test('GIVEN leftovers of an interrupted conversion WHEN applied THEN each is repaired as docs/design.md says and anything holding data survives', async (t) => {
   const cases = [
-    ['new subvolume left beside the directory', 'mkdir -p "$R$P"; btrfs subvolume create "$R$P.nocow-new" >/dev/null', /removed .*images\.nocow-new left by an interrupted conversion\n.*converted empty directory/],
-    ['directory moved aside, no new one', 'mkdir -p "$R$P.nocow-old"', /restored .*images after an interrupted conversion\n.*converted empty directory/],
-    ['killed between the two renames', 'mkdir -p "$R$P.nocow-old"; btrfs subvolume create "$R$P.nocow-new" >/dev/null; chattr +C "$R$P.nocow-new"', /completed an interrupted conversion of .*images\n.*removed .*images\.nocow-old/],
-    ['old directory not yet removed', 'mkdir -p "$R$P.nocow-old" "${R}/var/lib/libvirt"; btrfs subvolume create "$R$P" >/dev/null; chattr +C "$R$P"', /^nocow: vm: removed .*images\.nocow-old left by an interrupted conversion\n$/],
+    ['new subvolume left beside the directory', 'mkdir -p "$R$P"; btrfs subvolume create "$R$P.nocow-new" >/dev/null', /repaired: removed .*images\.nocow-new left by an interrupted conversion\n.*converted: empty directory/],
+    ['directory moved aside, no new one', 'mkdir -p "$R$P.nocow-old"', /repaired: restored .*images after an interrupted conversion\n.*converted: empty directory/],
+    ['killed between the two renames', 'mkdir -p "$R$P.nocow-old"; btrfs subvolume create "$R$P.nocow-new" >/dev/null; chattr +C "$R$P.nocow-new"', /repaired: completed an interrupted conversion of .*images\n.*removed .*images\.nocow-old/],
+    ['old directory not yet removed', 'mkdir -p "$R$P.nocow-old" "${R}/var/lib/libvirt"; btrfs subvolume create "$R$P" >/dev/null; chattr +C "$R$P"', /^nocow: vm: repaired: removed .*images\.nocow-old left by an interrupted conversion\n$/],
   ] as const;
   for (const [what, setup, out] of cases) {
     const a = await renderFor([target({ path: P })], t);

@@ -207,7 +207,7 @@ section execs; grep -c execve "$A/trace"
   const onSubvolume = JSON.parse(section(out, 'status-subvolume')) as { targets: { notes: string[]; deviations: string[] }[] };
   t.match(onSubvolume.targets[0]!.deviations.join('\n'), /^missing/, 'a missing target under a root that is a subvolume');
   t.notMatch(onSubvolume.targets[0]!.notes.join('\n'), /plain directory/, 'gets no such note');
-  t.match(section(out, 'hook1'), /converted empty directory .*\/var\/lib\/libvirt\/images into a subvolume/);
+  t.match(section(out, 'hook1'), /converted: empty directory .*\/var\/lib\/libvirt\/images into a subvolume/);
   const after = section(out, 'after');
   t.match(after, /^OBS\t\/deploy\/var\/lib\/libvirt\/images\tdir\t256\t711\t.*C.*\tyes\tbtrfs$/m, 'libvirt: a NOCOW subvolume');
   t.match(after, /^OBS\t\/deploy\/var\/lib\/machines\tdir\t256\t700\t.*C.*\tyes\tbtrfs$/m, 'machines: a NOCOW subvolume');

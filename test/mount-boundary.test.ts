@@ -40,8 +40,8 @@ echo "status-json $(tr -d '\n' <"$MNT/status.json")"
   t.equal(run.exitCode, 0, run.stderr);
   const lines = run.stdout.split('\n');
   const line = (key: string) => lines.find((l) => l.startsWith(`${key} `))?.slice(key.length + 1);
-  t.match(run.stdout, /^dry .*would set \+C on the directory; 2 existing files keep copy-on-write/m, 'apply --dry-run: the two files of its own');
-  t.match(line('apply'), /^nocow: libvirt: set \+C on \S+ for new files; 2 existing files keep copy-on-write/, "the shell library's count: the two files of its own");
+  t.match(run.stdout, /^dry nocow: libvirt: set-nocow: \+C on \S+ for new files; 2 existing files keep copy-on-write/m, 'apply --dry-run: the two files of its own');
+  t.match(line('apply'), /^nocow: libvirt: set-nocow: \+C on \S+ for new files; 2 existing files keep copy-on-write/, "the shell library's count: the two files of its own");
   t.equal(line('status-rc'), '1');
   const status = JSON.parse(line('status-json')!) as StatusJson;
   t.same(

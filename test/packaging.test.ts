@@ -261,7 +261,7 @@ rc=0; "$HOOK" --root "$R" >"$A/out2" 2>"$A/err2" || rc=$?; echo "$rc" >"$A/rc2"`
   const where = `${(await read('mnt')).trim()}/r${images}`;
   t.same(
     { rc: await read('rc'), out: await read('out'), err: await read('err') },
-    { rc: '0\n', out: `nocow: libvirt: created subvolume ${where}\nnocow: libvirt: set +C on ${where}\n`, err: '' },
+    { rc: '0\n', out: `nocow: libvirt: created: subvolume ${where}\nnocow: libvirt: set-nocow: +C on ${where}\n`, err: '' },
     'exit 0, one line per change',
   );
   const o = parseObservations(run.stdout).get(`/r${images}`);
@@ -356,7 +356,7 @@ rpm --root "$R" --dbpath /var/lib/rpm -q nocow-downstream >"$A/q"`,
   const read = (name: string) => readFile(join(A, name), 'utf8');
   t.same(
     { rc: await read('rc'), out: await read('out'), err: await read('err') },
-    { rc: '0\n', out: `nocow: srv-downstream-images: converted empty directory ${DOWNSTREAM_PATH} into a subvolume with +C\n`, err: '' },
+    { rc: '0\n', out: `nocow: srv-downstream-images: converted: empty directory ${DOWNSTREAM_PATH} into a subvolume with +C\n`, err: '' },
     'rpm -i: exit 0, the one line of the %posttrans',
   );
   t.equal(await read('q'), 'nocow-downstream-1-1.noarch\n');

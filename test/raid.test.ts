@@ -28,10 +28,10 @@ for (const [redundancy, expectFlag] of [
     const run1 = await result(a, 'run1');
     t.equal(run1.err, '');
     if (expectFlag) {
-      t.match(run1.out, /^nocow: vm: created subvolume .*\nnocow: vm: set \+C on .*\n$/);
+      t.match(run1.out, /^nocow: vm: created: subvolume .*\nnocow: vm: set-nocow: \+C on .*\n$/);
       t.match(await readArtifactFile(a, 'obs'), /^yes \S*C\S*\n$/);
     } else {
-      t.match(run1.out, /^nocow: vm: created subvolume .*\nnocow: vm: \+C not set: the data profile is raid1, and nocow would remove the checksums its self-healing needs \(redundancy: force-nocow overrides\)\n$/);
+      t.match(run1.out, /^nocow: vm: created: subvolume .*\nnocow: vm: skipped: \+C not set: the data profile is raid1, and nocow would remove the checksums its self-healing needs \(redundancy: force-nocow overrides\)\n$/);
       t.match(await readArtifactFile(a, 'obs'), /^yes [^C\s]+\n$/);
     }
     t.same(await result(a, 'run2'), { out: '', err: '', rc: 0 }, 'second run silent');

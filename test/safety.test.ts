@@ -62,7 +62,7 @@ t.test('GIVEN a writer that puts a file into the directory while it is being con
       const run1 = await result(a, 'run1');
       t.equal(run1.rc, 0);
       t.equal(run1.err, '', 'no warning: nothing went wrong, the conversion just gave way');
-      t.match(run1.out, /^nocow: vm: left \S+\/var\/lib\/libvirt\/images a plain directory: files were written into it during the conversion\nnocow: vm: set \+C on \S+ for new files; 1 existing file keeps copy-on-write/);
+      t.match(run1.out, /^nocow: vm: reverted: left \S+\/var\/lib\/libvirt\/images a plain directory: files were written into it during the conversion\nnocow: vm: set-nocow: \+C on \S+ for new files; 1 existing file keeps copy-on-write/);
       t.equal(await readArtifactFile(a, 'found.sum'), await readArtifactFile(a, 'written.sum'), 'every byte of vm.img is where it was written');
       t.equal(await readArtifactFile(a, 'state'), 'no C 711 0 36 images \n', 'plain directory, +C, mode and group kept, no .nocow-new or .nocow-old');
       t.same(await result(a, 'run2'), { out: '', err: '', rc: 0 }, 'a second run changes nothing');
@@ -98,7 +98,7 @@ t.test('GIVEN two runs on the same target at once', async (t) => {
         const [ra, rb] = await Promise.all([result(a, `a${n + 1}`), result(a, `b${n + 1}`)]);
         t.equal(await readArtifactFile(a, `state${n + 1}`), 'yes C 711 0 36 images \n', 'a +C subvolume, mode 0711, group kvm, nothing left beside it');
         t.equal(ra.err + rb.err, '', 'no warnings');
-        t.match(ra.out, /^nocow: vm: converted empty directory \S+ into a subvolume with \+C\n$/, 'the first run converts');
+        t.match(ra.out, /^nocow: vm: converted: empty directory \S+ into a subvolume with \+C\n$/, 'the first run converts');
         t.equal(rb.out, '', 'the second waited, then found everything in place');
         t.match(await readArtifactFile(a, `top${n + 1}`), /^\S+\/root:\netc\nvar\n\n\S+\/libvirt:\nimages\n$/, 'the mkdir lock, in the directory holding the target, is gone afterwards');
       });
@@ -116,7 +116,7 @@ t.test('GIVEN two runs on the same target at once', async (t) => {
         run a "$sh" hook & pa=$!
         run b "$sh" kickstart & pb=$!
         wait $pa $pb
-        converted=$(cat "$A/a.out" "$A/b.out" | grep -c 'converted empty directory' || :)
+        converted=$(cat "$A/a.out" "$A/b.out" | grep -c 'converted: empty directory' || :)
         echo "$i $(state "$R${P}")$converted $(cat "$A/a.err" "$A/b.err" | wc -c)"
       done`);
     const lines = fs.stdout.split('\n');
@@ -145,9 +145,9 @@ t.test('GIVEN two runs on the same target at once', async (t) => {
     t.equal((await result(a, 'killed')).rc, 137, 'the first run was killed mid-conversion');
     const flock = await result(a, 'after-flock');
     t.equal(flock.rc, 0);
-    t.match(flock.out, /removed \S+\.nocow-new left by an interrupted conversion\n.*converted empty directory/);
+    t.match(flock.out, /repaired: removed \S+\.nocow-new left by an interrupted conversion\n.*converted: empty directory/);
     t.equal(await readArtifactFile(a, 'state-flock'), 'yes C 755 0 0 images \n');
-    t.match((await result(a, 'after-dir')).out, /converted empty directory/);
+    t.match((await result(a, 'after-dir')).out, /converted: empty directory/);
     t.equal(await readArtifactFile(a, 'state-dir'), 'yes C 755 0 0 images \n');
     t.equal(await readArtifactFile(a, 'top'), 'images\n', 'the stale lock is gone');
   });
@@ -169,7 +169,7 @@ t.test('GIVEN a last path segment too long for PATH.nocow-new (250 bytes, and 25
   for (const shell of SHELLS) {
     const r = await result(a, `conv-${shell}`);
     t.equal(r.err, '', `${shell}: no error`);
-    t.match(r.out, /^nocow: ascii: removed \S+\/\.nocow-\d+\.nocow-new left by an interrupted conversion\nnocow: ascii: converted empty directory .* with \+C\nnocow: utf8: converted empty directory .* with \+C\n$/, `${shell}: the same short temporary name as the TypeScript's`);
+    t.match(r.out, /^nocow: ascii: repaired: removed \S+\/\.nocow-\d+\.nocow-new left by an interrupted conversion\nnocow: ascii: converted: empty directory .* with \+C\nnocow: utf8: converted: empty directory .* with \+C\n$/, `${shell}: the same short temporary name as the TypeScript's`);
     t.match(await readArtifactFile(a, `state-ascii-${shell}`), /^yes C 755 0 0 \S+ \S+ \n$/, `${shell}: converted, nothing left`);
     t.match(await readArtifactFile(a, `state-utf8-${shell}`), /^yes C 755 0 0 \S+ \S+ \n$/, `${shell}: converted (bytes counted, not characters)`);
   }
@@ -198,7 +198,7 @@ t.test('GIVEN system directories and pseudo file systems reached anyway (a decla
     r.err,
     /^nocow: etc: warning: \/etc is a system directory, never a target; left alone\nnocow: proc: warning: \/proc is a system directory, never a target; left alone\nnocow: link: warning: \S+\/srv\/link is a symlink leading to the system directory \/etc\/images; left alone\n$/,
   );
-  t.match(r.out, /^nocow: bind: set \+C on \S+\/srv\/bind\n$/, 'the bind mount point gets +C but is never converted; the tmpfs is not Btrfs: silence');
+  t.match(r.out, /^nocow: bind: set-nocow: \+C on \S+\/srv\/bind\n$/, 'the bind mount point gets +C but is never converted; the tmpfs is not Btrfs: silence');
   const [before, after] = await Promise.all([readArtifactFile(a, 'before.snap'), readArtifactFile(a, 'after.snap')]);
   const unchanged = (snap: string) => snap.split('\n').filter((l) => !/\bsrv\/(bind|src)\b/.test(l)).join('\n');
   t.equal(unchanged(after), unchanged(before), '/etc, /proc and the tmpfs are untouched: no +C, no subvolume, no new entry');
@@ -238,12 +238,12 @@ t.test('GIVEN things in the way of a change WHEN applied THEN each warning says 
   t.match(w1.err, /^nocow: imm: warning: cannot create subvolume \S+\/srv\/imm\/x: \S+\/srv\/imm is immutable \(chattr \+i\)\n/);
   t.match(w1.err, /\nnocow: blocked: warning: \S+\/srv\/blocked\.nocow-new is in the way of the conversion \(this tool did not leave it\); \S+\/srv\/blocked not converted\n$/);
   t.equal(w1.err.split('\n').length - 1, 2, 'one line each');
-  t.match(w1.out, /^nocow: blocked: set \+C on \S+\/srv\/blocked\nnocow: inherit: created directory \S+\/srv\/nocowparent\/x with \+C \(inherited from \S+\/srv\/nocowparent\)\n$/);
+  t.match(w1.out, /^nocow: blocked: set-nocow: \+C on \S+\/srv\/blocked\nnocow: inherit: created: directory \S+\/srv\/nocowparent\/x with \+C \(inherited from \S+\/srv\/nocowparent\)\n$/);
   const w2 = await result(a, 'warn2');
   t.equal(w2.out, '', 'second run: nothing changes');
   t.equal(w2.err, w1.err, 'second run: the same one line per problem, no more');
   t.match((await result(ro, 'ro')).err, /^nocow: ro: warning: cannot create \S+\/srv\/ro\/x: read-only file system\n$/);
   t.match((await result(ro, 'nobody')).err, /^nocow: ro: warning: cannot create \S+\/srv\/ro\/x: permission denied \(not run as root\?\)\n$/);
-  t.match((await result(plain, 'nodatacow')).out, /^nocow: plain: set \+C on \S+\/srv\/plain \(the file system is mounted nodatacow: new files there were NOCOW already; \+C keeps them so without it\)\n$/);
+  t.match((await result(plain, 'nodatacow')).out, /^nocow: plain: set-nocow: \+C on \S+\/srv\/plain \(the file system is mounted nodatacow: new files there were NOCOW already; \+C keeps them so without it\)\n$/);
   t.same(await result(plain, 'nochattr'), { out: '', err: 'nocow: plain: warning: chattr and lsattr (e2fsprogs) are not installed; +C not set\n', rc: 0 }, 'one plain line, no shell line-number prefix');
 });

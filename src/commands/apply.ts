@@ -1,8 +1,9 @@
 // nocow apply: do what the declaration says, now, by running the same generated shell as every artifact
-// (the hook, nocow-apply.sh, rendered in memory); --dry-run inspects and tells what it would do instead.
+// (the hook, nocow-apply.sh, rendered in memory); --dry-run runs that same script in its dry mode, so the plan is
+// what the run does, step for step. Both read the script's events (`nocow: NAME: EVENT: text`), never its prose.
 import type { Argv } from 'yargs';
 import { defineCommand, type ArgsOf } from '../cli-command.js';
-import type { Declaration, Target } from '../declaration/types.js';
+import type { Declaration } from '../declaration/types.js';
 import { lineSplitter, printable, type Io } from '../io.js';
 import { declarationOptions, jsonOption, rootOption, type CommandHelp } from '../cli-options.js';
 
@@ -14,8 +15,8 @@ const help: CommandHelp = {
     'It runs the hook artifact (nocow-apply.sh, the bytes nocow generate hook writes) with --root DIR, its lines passed through: ' +
       'one per change ("nocow: NAME: …") on stdout, one per problem ("nocow: NAME: warning: …") on stderr, nothing when all is in place. ' +
       'System-scope targets only: user-scope ones are applied at each login by user tmpfiles.d.',
-    '--dry-run changes nothing: it inspects each target as nocow status does and prints, under a heading, what the script would do to it. ' +
-      'Like git diff --exit-code, it exits 1 when something would change.',
+    '--dry-run changes nothing: it runs the same script in its dry mode (nocow-apply.sh --dry-run), which prints, under a heading, ' +
+      'each command it would run ("nocow: NAME: would: …") and the lines the run would print. Like git diff --exit-code, it exits 1 when something would change.',
   ],
   examples: [
     ['nocow apply', 'The libvirt images directory on this system'],
@@ -26,14 +27,14 @@ const help: CommandHelp = {
   exitStatus: [
     [0, 'done (problems are warnings, as in every artifact); --dry-run: nothing would change'],
     [1, 'the script did not run to its end; --dry-run: something would change'],
-    [2, 'bad arguments or declaration; --dry-run: a target that could not be inspected'],
+    [2, 'bad arguments or declaration; --dry-run: the script did not run to its end'],
   ],
 };
 
 function builder(yargs: Argv) {
   const withRoot = rootOption(declarationOptions(yargs), 'Apply to the targets under DIR (an image or installer root)').option('dry-run', {
     alias: 'n',
-    describe: 'Inspect each target and print what apply would do, changing nothing; exit 1 when something would change',
+    describe: 'Run the script in its dry mode: print what apply would do, changing nothing; exit 1 when something would change',
     type: 'boolean',
     default: false,
   });
@@ -41,21 +42,32 @@ function builder(yargs: Argv) {
 }
 
 type ApplyArgs = ArgsOf<typeof builder>;
+/**
+ * The events of the shell library (templates/nocow-lib.sh.ejs), the fixed vocabulary of its lines
+ * `nocow: NAME: EVENT: text` (docs/design.md, "What the scripts print"): those that change the tree,
+ * then those that do not. Only these words decide --json; the text after them is for people.
+ */
+export const CHANGE_EVENTS = ['created', 'converted', 'set-nocow', 'repaired', 'reverted'] as const;
+export const EVENTS = [...CHANGE_EVENTS, 'skipped', 'opted-out', 'warning', 'would'] as const;
+export type ShellEvent = (typeof EVENTS)[number];
+
+/** The name the script gives its one line for NOCOW_DISABLE=1, an opted-out event for every target. */
+const DISABLED = 'NOCOW_DISABLE=1';
 
 /** One target in --json: what the script said about it (or, --dry-run, what it would do). */
 export interface TargetReport {
   name: string;
   scope: 'system' | 'user';
   path: string;
-  /** run: changed | unchanged | opted-out | skipped; --dry-run: would-change | unchanged | opted-out | skipped | error. */
+  /** run: changed | unchanged | opted-out | skipped; --dry-run: would-change | unchanged | opted-out | skipped. */
   state: string;
-  /** --dry-run: the plan ("would …", "nothing …"); null otherwise. */
-  plan: string | null;
-  /** The script's lines for this target on stdout, without "nocow: NAME: ". */
+  /** --dry-run: the commands the script would run (its would events); null otherwise. */
+  plan: string[] | null;
+  /** The script's other lines for this target on stdout, without "nocow: NAME: " ("EVENT: text"); --dry-run: those the run would print. */
   changes: string[];
   /** The script's lines for this target on stderr, without "nocow: NAME: warning: ". */
   warnings: string[];
-  /** --dry-run: what could not be inspected. */
+  /** Kept for the format's stability: always empty (the script inspects nothing it could fail to). */
   errors: string[];
 }
 
@@ -66,16 +78,21 @@ async function run(args: ApplyArgs, io: Io): Promise<number> {
   const root = await directoryArg('--root', args.root);
   const declaration = await loadDeclaration({ profiles: args.profile, configs: args.config });
   const reports = declaration.targets.map(
-    (t): TargetReport => ({ name: t.name, scope: t.scope, path: t.path, state: t.scope === 'user' ? 'skipped' : 'unchanged', plan: null, changes: [], warnings: [], errors: [] }),
+    (t): TargetReport => ({
+      name: t.name,
+      scope: t.scope,
+      path: t.path,
+      state: t.scope === 'user' ? 'skipped' : 'unchanged',
+      plan: args.dryRun && t.scope === 'system' ? [] : null,
+      changes: [],
+      warnings: [],
+      errors: [],
+    }),
   );
   for (const t of declaration.targets) if (t.scope === 'user') io.err(`nocow: ${printable(t.name)}: ${SKIPPED}\n`);
   const system = declaration.targets.filter((t) => t.scope === 'system');
-  const result =
-    system.length === 0
-      ? { status: 0, errors: [] as string[] }
-      : args.dryRun
-        ? await dryRun(system, reports, root, args.json, io)
-        : await applyNow({ sources: declaration.sources, targets: system }, reports, root, args.json, io);
+  if (args.dryRun && !args.json && system.length > 0) io.out(`nocow apply --dry-run: the plan for root ${printable(root)}; nothing is changed\n`);
+  const result = system.length === 0 ? { status: 0, errors: [] as string[] } : await runHook({ sources: declaration.sources, targets: system }, reports, root, args, io);
   if (args.json) io.out(applyJson(root, args.dryRun, result.status, reports, result.errors));
   return result.status;
 }
@@ -91,7 +108,18 @@ function applyJson(root: string, dryRun: boolean, status: number, targets: Targe
   return `${JSON.stringify({ version: 1, root, dryRun, state, targets, errors }, null, 2)}\n`;
 }
 
-async function applyNow(declaration: Declaration, reports: TargetReport[], root: string, json: boolean, io: Io): Promise<{ status: number; errors: string[] }> {
+/** One line of the script read by its fields: the target it names, its event, its text; undefined when it is not one. */
+export function readEvent(line: string, names: readonly string[]): { name: string; event: ShellEvent; text: string } | undefined {
+  // Longest name first: "vm" must not take the lines of "vm.old" (names hold no ": ").
+  const name = [...names, DISABLED].sort((a, b) => b.length - a.length).find((n) => line.startsWith(`nocow: ${n}: `));
+  if (name === undefined) return undefined;
+  const rest = line.slice(`nocow: ${name}: `.length);
+  const cut = rest.indexOf(': ');
+  const event = cut < 0 ? undefined : EVENTS.find((e) => e === rest.slice(0, cut));
+  return event === undefined ? undefined : { name, event, text: rest.slice(cut + 2) };
+}
+
+async function runHook(declaration: Declaration, reports: TargetReport[], root: string, args: ApplyArgs, io: Io): Promise<{ status: number; errors: string[] }> {
   const [{ planArtifacts }, { renderPlan }, { loadTemplates, packageVersion }, { execa }] = await Promise.all([
     import('../plan.js'),
     import('../render/render.js'),
@@ -102,29 +130,33 @@ async function applyNow(declaration: Declaration, reports: TargetReport[], root:
   const [hook] = renderPlan(planArtifacts(declaration, ['hook'], version), templates);
   // The script as sh -c's argument: nothing written to disk, exactly the bytes `nocow generate hook`
   // gives, and stdin left empty, so no command in it can read the rest of the script.
-  const child = execa('sh', ['-c', hook!.content, 'nocow-apply.sh', '--root', root], { stdin: 'ignore', reject: false, buffer: false, encoding: 'utf8' });
+  const argv = ['-c', hook!.content, 'nocow-apply.sh', '--root', root, ...(args.dryRun ? ['--dry-run'] : [])];
+  const child = execa('sh', argv, { stdin: 'ignore', reject: false, buffer: false, encoding: 'utf8' });
   const errors: string[] = [];
-  // Longest name first: "vm" must not take the lines of "vm.old" (names hold no ": ").
-  const named = reports.filter((r) => r.scope === 'system').sort((a, b) => b.name.length - a.name.length);
+  const system = reports.filter((r) => r.scope === 'system');
+  const names = system.map((r) => r.name);
+  let wouldChange = false;
   const take = (line: string, stream: 'out' | 'err') => {
     // Lines pass through one by one, control characters escaped (a path can hold any byte but "/" and NUL).
     if (stream === 'err') io.err(`${printable(line)}\n`);
-    else if (!json) io.out(`${printable(line)}\n`);
-    if (line === 'nocow: NOCOW_DISABLE=1: doing nothing') {
-      for (const r of named) r.state = 'opted-out';
-      return;
-    }
-    const target = named.find((r) => line.startsWith(`nocow: ${r.name}: `));
-    if (!target) {
+    else if (!args.json) io.out(`${printable(line)}\n`);
+    const said = readEvent(line, names);
+    if (said === undefined) {
       errors.push(line);
       return;
     }
-    const said = line.slice(`nocow: ${target.name}: `.length);
-    if (stream === 'err') target.warnings.push(said.replace(/^warning: /, ''));
-    else if (/^opted out by .*; doing nothing$/.test(said)) target.state = 'opted-out';
-    else {
-      target.changes.push(said);
-      target.state = 'changed';
+    const targets = said.name === DISABLED ? system : system.filter((r) => r.name === said.name);
+    for (const target of targets) {
+      if (said.event === 'warning') target.warnings.push(said.text);
+      else if (said.event === 'opted-out') target.state = 'opted-out';
+      else if (said.event === 'would') {
+        target.plan?.push(said.text);
+        target.state = 'would-change';
+        wouldChange = true;
+      } else {
+        target.changes.push(`${said.event}: ${said.text}`);
+        if (!args.dryRun && (CHANGE_EVENTS as readonly string[]).includes(said.event)) target.state = 'changed';
+      }
     }
   };
   const out = lineSplitter((line) => take(line, 'out'));
@@ -134,41 +166,12 @@ async function applyNow(declaration: Declaration, reports: TargetReport[], root:
   const result = await child;
   out.end();
   err.end();
-  if (result.exitCode === 0) return { status: 0, errors };
+  // Like git diff --exit-code, a dry run exits 1 when something would change.
+  if (result.exitCode === 0) return { status: args.dryRun && wouldChange ? 1 : 0, errors };
   // The script exits 0 whatever it finds; anything else means it did not run to its end.
   const message = `nocow-apply.sh did not complete: ${result.shortMessage}`;
   io.err(`nocow: error: ${printable(message)}\n`);
-  return { status: 1, errors: [...errors, message] };
-}
-
-async function dryRun(targets: Target[], reports: TargetReport[], root: string, json: boolean, io: Io): Promise<{ status: number; errors: string[] }> {
-  const [{ inspect }, { planApply }, { declaredSubject }, { dryRunText }] = await Promise.all([
-    import('../inspect/inspect.js'),
-    import('../inspect/evaluate.js'),
-    import('../inspect/subject.js'),
-    import('../inspect/format.js'),
-  ]);
-  const plans = await Promise.all(
-    targets.map(async (t) => {
-      const subject = declaredSubject(t, root, undefined);
-      const facts = await inspect(subject, { root, extents: false });
-      return { subject, facts, plan: planApply(subject, facts) };
-    }),
-  );
-  if (!json) io.out(dryRunText(root, plans));
-  // Like git diff --exit-code: 1 when something would change; a target that could not be inspected, 2.
-  let status = 0;
-  for (const { subject, facts, plan } of plans) {
-    const report = reports.find((r) => r.scope === 'system' && r.name === subject.name)!;
-    report.plan = plan;
-    report.errors = facts.problems;
-    for (const problem of facts.problems) io.err(`nocow: error: ${printable(subject.name ?? subject.path)}: ${printable(problem)}\n`);
-    if (facts.problems.length > 0) report.state = 'error';
-    else if (facts.optOut) report.state = 'opted-out';
-    else if (plan.startsWith('would ')) report.state = 'would-change';
-    status = Math.max(status, report.state === 'error' ? 2 : report.state === 'would-change' ? 1 : 0);
-  }
-  return { status, errors: [] };
+  return { status: args.dryRun ? 2 : 1, errors: [...errors, message] };
 }
 
 export default defineCommand({ command, describe, help, builder, run });

@@ -142,10 +142,3 @@ export function statusTable(root: string, entries: Entry[]): string {
   }
   return `${out.join('\n')}\n\n${summary(entries)}`;
 }
-
-/** apply --dry-run: one line per target, what nocow apply would do, under a heading that says it is a plan. */
-export function dryRunText(root: string, plans: { subject: Subject; plan: string }[]): string {
-  const lines = [`nocow apply --dry-run: the plan for root ${printable(root)}; nothing is changed`];
-  for (const { subject: s, plan } of plans) lines.push(`${printable(label(s))}: ${printable(s.path)}: ${printable(plan)}`);
-  return `${lines.join('\n')}\n`;
-}

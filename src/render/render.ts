@@ -59,7 +59,8 @@ const SHELL_ROOT: Partial<Record<TemplateName, string>> = {
   'posttrans.spec': shQuote('/'),
   'kickstart-chroot.ks': shQuote('/'),
   'kickstart-nochroot.ks': '"${ANA_INSTALL_PATH:-/mnt/sysroot}"',
-  'apply.sh': '"$nocow_root"',
+  // The hook also passes its dry mode (--dry-run, --check) to nocow_init.
+  'apply.sh': '"$nocow_root" "$nocow_dry"',
 };
 
 /** A shell `case` pattern list matching the refused system targets (exact paths, and whole subtrees). */
