@@ -115,7 +115,7 @@ t.test('GIVEN a conversion killed at each of its phases WHEN looked at, and WHEN
   KILLS.forEach(([where, , state], k) => {
     t.test(`killed ${where}`, async (t) => {
       t.equal(line(out, `killed-${k}`), '137', 'killed by SIGKILL');
-      t.equal(line(out, `state-${k}`), state, 'PATH, NEW and OLD as the table in src/convert/convert.ts says');
+      t.equal(line(out, `state-${k}`), state, 'PATH, NEW and OLD as the table in src/convert/classify.ts says');
       const before = parseTree(section(out, `before-${k}`));
       sameTree(t, before, unmarked(parseTree(section(out, `meanwhile-${k}`))), 'meanwhile');
       if (state.startsWith('missing')) {

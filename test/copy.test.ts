@@ -52,7 +52,7 @@ snap() {  # DIR: inodes, ctimes, sizes and checksums below it, and what is besid
 fsnap() {  # FILE: inode, mode, owner, links, size, mtime, checksum, flags, and what is beside it
   { stat -c '%i %f %u %g %h %s %Y' "$1"; sha256sum <"$1"; lsattr -d "$1" | cut -d' ' -f1; ls -A "$(dirname "$1")"; } | sha256sum | cut -c1-16
 }
-# The programs convert runs are found in this PATH first (src/convert/convert.ts TOOL_ENV).
+# The programs convert runs are found in this PATH first (src/host/run.ts).
 tool() { PATH=/usr/sbin:/usr/bin:/sbin:/bin command -v "$1"; }
 set +e  # each script records the exit statuses it asserts on
 `;

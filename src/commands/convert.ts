@@ -1,5 +1,5 @@
 // nocow convert PATH…: make filled plain directories subvolumes (+C as declared) by a verified copy
-// and two renames, on request (see src/convert/convert.ts for the steps and the crash states).
+// and two renames, on request (see src/convert/convert.ts for the steps, src/convert/classify.ts for the crash states).
 import type { Argv } from 'yargs';
 import { defineCommand, type ArgsOf } from '../cli-command.js';
 import { realpath } from 'node:fs/promises';
