@@ -407,7 +407,8 @@ mkdir "$MNT/usr-upper" "$MNT/usr-work"
 mount -t overlay overlay -o "lowerdir=/usr,upperdir=$MNT/usr-upper,workdir=$MNT/usr-work" "$R/usr"
 rpm --root "$R" --dbpath /var/lib/rpm --import "$KEY"
 rc=0; rpm_root "$R" -i "$HOOK_RPM" "$PKG" >"$A/out" 2>"$A/err" || rc=$?; echo "$rc" >"$A/rc"
-for p in "$R$IMAGES" "$R$DISKS"; do observe "$p"; done
+rc=0; "$R/usr/libexec/nocow-kit/nocow-apply.sh" --root "$R" --check -m 0711 "$IMAGES" /srv/apply/new >"$A/check" 2>&1 || rc=$?; echo "$rc" >"$A/check-rc"
+for p in "$R$IMAGES" "$R$DISKS" "$R/srv/apply/new"; do observe "$p"; done
 rpm --root "$R" --dbpath /var/lib/rpm -q nocow-apply-hook nocow-downstream-apply >"$A/q"`;
 
 t.test('GIVEN a spec with %nocow_apply -m 0711 and two paths WHEN built against the installed macros and installed with nocow-apply-hook THEN one call of at most 512 bytes makes both +C subvolumes on Btrfs, and nothing on ext4', async (t) => {
@@ -460,6 +461,11 @@ t.test('GIVEN a spec with %nocow_apply -m 0711 and two paths WHEN built against 
         'btrfs: the created path is a +C subvolume with -m 0711',
       );
       t.same({ kind: disks?.kind, inode: disks?.inode, subvol: disks?.subvol, nocow: disks?.nocow }, { kind: 'dir', inode: 256, subvol: true, nocow: true }, 'btrfs: the packaged path a +C subvolume');
+      const check = (await read('check')).split('\n').filter(Boolean);
+      t.equal(await read('check-rc'), '1\n', 'btrfs: --check with operands: exit 1, a PATH would change');
+      t.ok(check.length > 0 && check.every((l) => l.startsWith('nocow: srv-apply-new: ')), `btrfs: --check speaks of the missing PATH only\n${check.join('\n')}`);
+      t.ok(check.some((l) => l.startsWith('nocow: srv-apply-new: would: ')), 'btrfs: with would lines');
+      t.equal(parseObservations(run.stdout).get('/root/srv/apply/new')?.kind, 'missing', 'btrfs: --check created nothing');
     } else {
       t.same({ rc: await read('rc'), out: await read('out'), err: await read('err') }, { rc: '0\n', out: '', err: '' }, 'ext4: rpm -i exit 0, silent');
       t.equal(images?.kind, 'missing', 'ext4: the helper created nothing');
