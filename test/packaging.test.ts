@@ -365,3 +365,128 @@ rpm --root "$R" --dbpath /var/lib/rpm -q nocow-downstream >"$A/q"`,
   t.match(await read('lsattr'), /^\S*C\S*\n$/, 'lsattr -d: C');
   t.match(await read('show'), /Subvolume ID:\s+\d+/, 'btrfs subvolume show knows it');
 });
+
+const APPLY_IMAGES = '/var/lib/libvirt/images';
+const APPLY_DISKS = '/srv/apply/disks';
+const applySpec = (call: string) => `Name: nocow-downstream-apply
+Version: 1
+Release: 1
+Summary: Downstream package of the nocow-kit packaging test, calling the helper
+License: MIT
+Group: System/Test
+URL: https://example.invalid/nocow-downstream-apply
+BuildArch: noarch
+BuildRequires: nocow-rpm-macros
+%nocow_apply_requires
+
+%description
+Owns ${APPLY_DISKS}; its posttrans has the packaged helper make it and ${APPLY_IMAGES} NOCOW subvolumes on Btrfs.
+
+%install
+mkdir -p %{buildroot}${APPLY_DISKS}
+
+%files
+%dir /srv/apply
+%dir ${APPLY_DISKS}
+
+%posttrans
+${call}
+
+%changelog
+* Sun Nov 29 2026 nocow-kit tests <nocow-kit@example.invalid> - 1-1
+- Test build.
+`;
+
+// The root's /usr is the host's, read-only (make_root): an overlay on it, its upper layer on the
+// file system under test, lets rpm install the hook package's /usr/libexec/nocow-kit/nocow-apply.sh.
+const APPLY_INSTALL = String.raw`
+. "$CHROOT_SH"
+R=$MNT/root
+make_root "$R"
+mkdir "$MNT/usr-upper" "$MNT/usr-work"
+mount -t overlay overlay -o "lowerdir=/usr,upperdir=$MNT/usr-upper,workdir=$MNT/usr-work" "$R/usr"
+rpm --root "$R" --dbpath /var/lib/rpm --import "$KEY"
+rc=0; rpm_root "$R" -i "$HOOK_RPM" "$PKG" >"$A/out" 2>"$A/err" || rc=$?; echo "$rc" >"$A/rc"
+rc=0; "$R/usr/libexec/nocow-kit/nocow-apply.sh" --root "$R" --check -m 0711 "$IMAGES" /srv/apply/new >"$A/check" 2>&1 || rc=$?; echo "$rc" >"$A/check-rc"
+for p in "$R$IMAGES" "$R$DISKS" "$R/srv/apply/new"; do observe "$p"; done
+rpm --root "$R" --dbpath /var/lib/rpm -q nocow-apply-hook nocow-downstream-apply >"$A/q"`;
+
+t.test('GIVEN a spec with %nocow_apply -m 0711 and two paths WHEN built against the installed macros and installed with nocow-apply-hook THEN one call of at most 512 bytes makes both +C subvolumes on Btrfs, and nothing on ext4', async (t) => {
+  await setup();
+  const dir = await mkdtemp(join(WORK, 'downstream-apply-'));
+  const build = async (name: string, call: string) => {
+    const spec = join(dir, `${name}.spec`);
+    await writeFile(spec, applySpec(call));
+    return execa('unshare', ['--mount', '--propagation', 'private', 'sh', '-euc', DOWNSTREAM_BUILD], {
+      env: { SCRATCH, DB: 'yes', TOP: join(dir, name), SPEC: spec },
+      reject: false,
+    });
+  };
+
+  const bad = await build('bad', `%nocow_apply -m 9999 ${APPLY_IMAGES}`);
+  t.not(bad.exitCode, 0, 'a bad value stops rpmbuild');
+  t.match(bad.stderr, /%nocow_apply: -m 9999: expected 3 or 4 octal digits/, 'with the rule\'s words');
+
+  const built = await build('top', `%nocow_apply -m 0711 ${APPLY_IMAGES} ${APPLY_DISKS}`);
+  t.equal(built.exitCode, 0, `rpmbuild -bb\n${built.stderr}`);
+  const rpmFile = join(dir, 'top/RPMS/noarch/nocow-downstream-apply-1-1.noarch.rpm');
+  const scripts = (await execa('rpm', ['-qp', '--scripts', rpmFile])).stdout;
+  const body = scripts.replace(/^posttrans scriptlet \(using \/bin\/sh\):\n/, '');
+  t.equal(
+    body.trim(),
+    `/usr/libexec/nocow-kit/nocow-apply.sh --scriptlet -m '0711' -- '${APPLY_IMAGES}' '${APPLY_DISKS}' || :`,
+    'the %posttrans is one call of the helper, ending || :',
+  );
+  t.ok(Buffer.byteLength(body) <= 512, `at most 512 bytes (${Buffer.byteLength(body)})`);
+  const required = await requires(rpmFile);
+  t.ok(required.includes('nocow-apply-hook'), `%nocow_apply_requires: nocow-apply-hook (${required.join(', ')})`);
+
+  for (const fs of ['btrfs', 'ext4'] as const) {
+    const A = await mkdtemp(join(WORK, `downstream-apply-${fs}-`));
+    const run = await runInFs({ fs, script: APPLY_INSTALL, env: { A, CHROOT_SH, KEY: join(WORK, 'key.asc'), PKG: rpmFile, HOOK_RPM: RPMS.hook, IMAGES: APPLY_IMAGES, DISKS: APPLY_DISKS } });
+    t.equal(run.exitCode, 0, run.stderr);
+    const read = (name: string) => readFile(join(A, name), 'utf8');
+    t.equal(await read('q'), `nocow-apply-hook-${V}-${RELEASE}.noarch\nnocow-downstream-apply-1-1.noarch\n`, `${fs}: both installed`);
+    const images = parseObservations(run.stdout).get(`/root${APPLY_IMAGES}`);
+    const disks = parseObservations(run.stdout).get(`/root${APPLY_DISKS}`);
+    if (fs === 'btrfs') {
+      t.same(
+        { rc: await read('rc'), out: (await read('out')).split('\n').filter(Boolean).map((l) => l.replace(/: [^:]*$/, '')), err: await read('err') },
+        { rc: '0\n', out: ['nocow: var-lib-libvirt-images: created', 'nocow: var-lib-libvirt-images: set-nocow', 'nocow: srv-apply-disks: converted'], err: '' },
+        'btrfs: rpm -i exit 0, one line per change of each target',
+      );
+      t.same(
+        { kind: images?.kind, inode: images?.inode, subvol: images?.subvol, nocow: images?.nocow, mode: images?.mode },
+        { kind: 'dir', inode: 256, subvol: true, nocow: true, mode: 0o711 },
+        'btrfs: the created path is a +C subvolume with -m 0711',
+      );
+      t.same({ kind: disks?.kind, inode: disks?.inode, subvol: disks?.subvol, nocow: disks?.nocow }, { kind: 'dir', inode: 256, subvol: true, nocow: true }, 'btrfs: the packaged path a +C subvolume');
+      const check = (await read('check')).split('\n').filter(Boolean);
+      t.equal(await read('check-rc'), '1\n', 'btrfs: --check with operands: exit 1, a PATH would change');
+      t.ok(check.length > 0 && check.every((l) => l.startsWith('nocow: srv-apply-new: ')), `btrfs: --check speaks of the missing PATH only\n${check.join('\n')}`);
+      t.ok(check.some((l) => l.startsWith('nocow: srv-apply-new: would: ')), 'btrfs: with would lines');
+      t.equal(parseObservations(run.stdout).get('/root/srv/apply/new')?.kind, 'missing', 'btrfs: --check created nothing');
+    } else {
+      t.same({ rc: await read('rc'), out: await read('out'), err: await read('err') }, { rc: '0\n', out: '', err: '' }, 'ext4: rpm -i exit 0, silent');
+      t.equal(images?.kind, 'missing', 'ext4: the helper created nothing');
+      t.same({ kind: disks?.kind, nocow: disks?.nocow }, { kind: 'dir', nocow: false }, 'ext4: the packaged directory as rpm made it, without +C');
+    }
+  }
+});
+
+t.test('GIVEN the installed helper WHEN given a bad value THEN one line, exit 0 with --scriptlet and exit 2 without', async (t) => {
+  await setup();
+  const hook = join(SCRATCH, 'usr/libexec/nocow-kit/nocow-apply.sh');
+  const root = await mkdtemp(join(WORK, 'bad-value-'));
+  for (const shell of ['dash', 'bash', 'busybox']) {
+    const argv = shell === 'busybox' ? ['sh', hook] : [hook];
+    for (const [flags, rc] of [[['--scriptlet'], 0], [[], 2]] as const) {
+      const run = await execa(shell, [...argv, '--root', root, ...flags, '-m', '9999', APPLY_IMAGES], { reject: false });
+      t.same(
+        { rc: run.exitCode, out: run.stdout, err: run.stderr },
+        { rc, out: '', err: 'nocow-apply.sh: -m 9999: expected 3 or 4 octal digits' },
+        `${shell} ${flags.join(' ')}: one line, exit ${rc}`,
+      );
+    }
+  }
+});

@@ -33,6 +33,9 @@ export const MODE_RULE: ValueRule = {
   expected: '3 or 4 octal digits',
 };
 
+/** What a target's `subvolume` may be: make it a subvolume where possible, or never (+C only). */
+export const SUBVOLUME_VALUES = ['auto', 'never'] as const;
+
 /** useradd's portable name rule (a trailing `$` is a Samba machine account), or a numeric id. */
 export const ownerRule = (what: 'user' | 'group'): ValueRule => ({
   words: [

@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { PATH_MAX, refusedTarget } from '../facts.js';
 import { tmpfilesProblem } from '../formats.js';
 import type { Scope, Target } from './types.js';
-import { MODE_RULE, NAME_RULE, PATH_RULES, SCOPE_RULES, matchesRule, ownerRule, pathRuleProblem } from './rules.js';
+import { MODE_RULE, NAME_RULE, PATH_RULES, SCOPE_RULES, SUBVOLUME_VALUES, matchesRule, ownerRule, pathRuleProblem } from './rules.js';
 
 export interface ValidationResult {
   targets: Target[];
@@ -75,7 +75,7 @@ function targetSchema(scope: Scope) {
           for (const message of pathProblems(path, scope)) ctx.addIssue({ code: 'custom', message });
         }),
       scope: z.enum(['system', 'user'], { error: oneOf(['system', 'user']) }).default('system'),
-      subvolume: z.enum(['auto', 'never'], { error: oneOf(['auto', 'never']) }).default('auto'),
+      subvolume: z.enum(SUBVOLUME_VALUES, { error: oneOf(SUBVOLUME_VALUES) }).default('auto'),
       nocow: z.boolean({ error: 'true or false' }).default(true),
       mode: z
         .string({ error: (issue) => (typeof issue.input === 'number' ? modeNumberHint(issue.input) : EXPECT.mode) })

@@ -9,7 +9,8 @@ import { unitExecHomeWord, unitExecWord, unitPathValue } from './escape.js';
 import { argsLine, repartSubvolumeWord, repartWord, xmlCommentSafe, xmlEscape } from './escape.js';
 import { servicesUsing } from '../declaration/profiles.js';
 import { defragWant, REDUNDANT_PROFILES } from '../policy.js';
-import { luaPathChecks, luaValueRules } from './macro-rules.js';
+import { luaPathChecks, luaText, luaValueRules } from './macro-rules.js';
+import { shellRules } from './shell-rules.js';
 
 export interface Templates {
   /** The shell library, templates/nocow-lib.sh.ejs (before the facts are filled in: see renderLibrary). */
@@ -96,8 +97,9 @@ export function renderLibrary(libTemplate: string): string {
   ));
 }
 
-function shellBody(templates: Templates, targets: Target[], root: string): string {
-  return render(templates.body, { lib: renderLibrary(templates.lib), root, targets }, shQuote);
+/** CALL: what runs the targets once the library and nocow_declared are defined (the hook picks its command line's targets or the declared ones). */
+function shellBody(templates: Templates, targets: Target[], root: string, call = 'nocow_declared'): string {
+  return render(templates.body, { lib: renderLibrary(templates.lib), root, targets, call }, shQuote);
 }
 
 /** The marker of a shell artifact also names the library's readable source, which it ships without comments. */
@@ -204,7 +206,7 @@ export function renderFile(plan: Plan, planned: PlannedFile, templates: Template
       );
       break;
     case 'apply.sh':
-      content = render(template, { marker, body: shellBody(templates, planned.targets, root!) }, shQuote);
+      content = render(template, { marker, rules: shellRules(), body: shellBody(templates, planned.targets, root!, 'nocow_run "$@"') }, shQuote);
       break;
     case 'macros.nocow': {
       const lib = rpmLibraryMacros(renderLibrary(templates.lib));
@@ -219,6 +221,8 @@ export function renderFile(plan: Plan, planned: PlannedFile, templates: Template
           refusedExact: luaStringList(REFUSED_SYSTEM_TARGETS.exact),
           pathChecks: luaPathChecks(),
           valueRules: luaValueRules(),
+          hook: HOOK_PATH,
+          hookWord: luaText(HOOK_PATH),
         },
         (value) => rpmMacroBody(rpmEscape(String(value))),
       );
