@@ -126,7 +126,7 @@ const ODD = `/srv/apply/o%d"d\\'s*?[1]{a,b}`;
 const ODD_NAME = 'srv-apply-o_d_d__s___1__a_b_';
 
 /** A native source package nocow-downstream whose debian/nocow-downstream.nocow is NOCOW. */
-async function downstreamSource(dir: string, nocow: string) {
+async function downstreamSource(dir: string, nocow: string, rules = '#!/usr/bin/make -f\n%:\n\tdh $@\n') {
   const debian = join(dir, 'debian');
   await mkdir(join(debian, 'source'), { recursive: true });
   await writeFile(join(debian, 'control'), `Source: nocow-downstream
@@ -149,7 +149,7 @@ Description: downstream package of the nocow-kit Debian test
 
  -- nocow-kit tests <nocow-kit@example.invalid>  Sun, 29 Nov 2026 00:00:00 +0000
 `);
-  await writeFile(join(debian, 'rules'), '#!/usr/bin/make -f\n%:\n\tdh $@\n');
+  await writeFile(join(debian, 'rules'), rules);
   await chmod(join(debian, 'rules'), 0o755);
   await writeFile(join(debian, 'source', 'format'), '3.0 (native)\n');
   await writeFile(join(debian, 'nocow-downstream.dirs'), `${DISKS.slice(1)}\n`);
@@ -192,6 +192,7 @@ rc=0; dpkg --root "$R" -i "$HOOK_DEB" "$ADDON_DEB" >"$A/install.out" 2>"$A/insta
 build good
 build bad
 build option
+build noscripts
 dpkg --root "$R" --no-pager -l dh-nocow nocow-apply-hook | tail -n 2 | cut -c1-40 >"$A/installed"`;
 
 /** The downstream package, built once: its .deb and the outputs of each build. */
@@ -203,6 +204,7 @@ async function buildDownstream() {
   await downstreamSource(join(SRC, 'good'), GOOD_NOCOW);
   await downstreamSource(join(SRC, 'bad'), `${IMAGES}\n-m 9999 ${DISKS}\n`);
   await downstreamSource(join(SRC, 'option'), `--root /x ${DISKS}\n`);
+  await downstreamSource(join(SRC, 'noscripts'), GOOD_NOCOW, '#!/usr/bin/make -f\n%:\n\tdh $@\noverride_dh_nocow:\n\tdh_nocow --noscripts\n');
   const started = Date.now();
   const run = await runInFs({ fs: 'btrfs', sizeMiB: 512, script: BUILD, env: { A, SRC, CHROOT_SH, HOOK_DEB: DEBS.hook, ADDON_DEB: DEBS.addon } });
   if (run.exitCode !== 0) throw new Error(`the downstream build failed:\n${run.stderr}`);
@@ -218,7 +220,7 @@ async function downstream() {
 
 t.test('GIVEN a source package with Build-Depends: dh-sequence-nocow and debian/PKG.nocow WHEN dpkg-buildpackage builds it with Debian 12\'s debhelper THEN its postinst calls the helper, its Depends has nocow-apply-hook, and a tmpfiles.d file per path is what nocow generate writes', async (t) => {
   const { read, deb, seconds } = await downstream();
-  t.comment(`the root, dpkg --root -i of the add-on and four dpkg-buildpackage runs: ${seconds.toFixed(1)} s`);
+  t.comment(`the root, dpkg --root -i of the add-on and five dpkg-buildpackage runs: ${seconds.toFixed(1)} s`);
   t.not(await read('before.rc'), '0\n', 'control: without dh-nocow installed, the build stops');
   t.match(await read('before.err'), /Unmet build dependencies: dh-sequence-nocow/, 'for the Build-Depends (the check is real: no -d)');
   // man-db's trigger (the man page) runs with the host's debconf answer, which may say no.
@@ -261,6 +263,15 @@ t.test('GIVEN a source package with Build-Depends: dh-sequence-nocow and debian/
     t.same(lines(shipped), lines(await readFile(join(generated, `tmpfiles.d/nocow-${name}.conf`), 'utf8')), `nocow-${name}.conf: the lines nocow generate tmpfiles writes`);
   }
   t.equal(lines(await readFile(join(x, 'usr/lib/tmpfiles.d/nocow-var-lib-libvirt-images.conf'), 'utf8')).join('\n'), `v ${IMAGES} 0711 root root -\nh ${IMAGES} - - - - +C`, 'v and h +C');
+});
+
+t.test('GIVEN dh_nocow --noscripts in an override WHEN built THEN no call in the postinst, and still the dependency and the tmpfiles.d files', async (t) => {
+  const { read, A } = await downstream();
+  t.equal(await read('noscripts.rc'), '0\n', await read('noscripts.err'));
+  const deb = join(A, 'noscripts.deb');
+  t.notMatch((await controlFile(deb, 'postinst')) ?? '', /nocow-apply\.sh/, 'the postinst does not call the helper');
+  t.equal(await field(deb, 'Depends'), 'nocow-apply-hook', 'Depends: nocow-apply-hook');
+  t.match((await execa('dpkg-deb', ['-c', deb])).stdout, /\.\/usr\/lib\/tmpfiles\.d\/nocow-var-lib-libvirt-images\.conf/, 'the tmpfiles.d files');
 });
 
 t.test('GIVEN a .nocow line with a bad value, or an option %nocow_apply does not take WHEN built THEN dh_nocow stops the build with one line naming the file, the line and the rule', async (t) => {
