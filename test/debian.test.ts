@@ -126,14 +126,14 @@ const ODD = `/srv/apply/o%d"d\\'s*?[1]{a,b}`;
 const ODD_NAME = 'srv-apply-o_d_d__s___1__a_b_';
 
 /** A native source package nocow-downstream whose debian/nocow-downstream.nocow is NOCOW. */
-async function downstreamSource(dir: string, nocow: string, rules = '#!/usr/bin/make -f\n%:\n\tdh $@\n') {
+async function downstreamSource(dir: string, nocow: string, rules = '#!/usr/bin/make -f\n%:\n\tdh $@\n', compat = 13) {
   const debian = join(dir, 'debian');
   await mkdir(join(debian, 'source'), { recursive: true });
   await writeFile(join(debian, 'control'), `Source: nocow-downstream
 Section: misc
 Priority: optional
 Maintainer: nocow-kit tests <nocow-kit@example.invalid>
-Build-Depends: debhelper-compat (= 13), dh-sequence-nocow
+Build-Depends: debhelper-compat (= ${compat}), dh-sequence-nocow
 Standards-Version: 4.6.2
 Rules-Requires-Root: no
 
@@ -193,6 +193,7 @@ build good
 build bad
 build option
 build noscripts
+build compat12
 dpkg --root "$R" --no-pager -l dh-nocow nocow-apply-hook | tail -n 2 | cut -c1-40 >"$A/installed"`;
 
 /** The downstream package, built once: its .deb and the outputs of each build. */
@@ -204,6 +205,7 @@ async function buildDownstream() {
   await downstreamSource(join(SRC, 'good'), GOOD_NOCOW);
   await downstreamSource(join(SRC, 'bad'), `${IMAGES}\n-m 9999 ${DISKS}\n`);
   await downstreamSource(join(SRC, 'option'), `--root /x ${DISKS}\n`);
+  await downstreamSource(join(SRC, 'compat12'), GOOD_NOCOW, undefined, 12);
   await downstreamSource(join(SRC, 'noscripts'), GOOD_NOCOW, '#!/usr/bin/make -f\n%:\n\tdh $@\noverride_dh_nocow:\n\tdh_nocow --noscripts\n');
   const started = Date.now();
   const run = await runInFs({ fs: 'btrfs', sizeMiB: 512, script: BUILD, env: { A, SRC, CHROOT_SH, HOOK_DEB: DEBS.hook, ADDON_DEB: DEBS.addon } });
@@ -220,7 +222,7 @@ async function downstream() {
 
 t.test('GIVEN a source package with Build-Depends: dh-sequence-nocow and debian/PKG.nocow WHEN dpkg-buildpackage builds it with Debian 12\'s debhelper THEN its postinst calls the helper, its Depends has nocow-apply-hook, and a tmpfiles.d file per path is what nocow generate writes', async (t) => {
   const { read, deb, seconds } = await downstream();
-  t.comment(`the root, dpkg --root -i of the add-on and five dpkg-buildpackage runs: ${seconds.toFixed(1)} s`);
+  t.comment(`the root, dpkg --root -i of the add-on and six dpkg-buildpackage runs: ${seconds.toFixed(1)} s`);
   t.not(await read('before.rc'), '0\n', 'control: without dh-nocow installed, the build stops');
   t.match(await read('before.err'), /Unmet build dependencies: dh-sequence-nocow/, 'for the Build-Depends (the check is real: no -d)');
   // man-db's trigger (the man page) runs with the host's debconf answer, which may say no.
@@ -272,6 +274,12 @@ t.test('GIVEN dh_nocow --noscripts in an override WHEN built THEN no call in the
   t.notMatch((await controlFile(deb, 'postinst')) ?? '', /nocow-apply\.sh/, 'the postinst does not call the helper');
   t.equal(await field(deb, 'Depends'), 'nocow-apply-hook', 'Depends: nocow-apply-hook');
   t.match((await execa('dpkg-deb', ['-c', deb])).stdout, /\.\/usr\/lib\/tmpfiles\.d\/nocow-var-lib-libvirt-images\.conf/, 'the tmpfiles.d files');
+});
+
+t.test('GIVEN debhelper compat 12 WHEN built with dh-sequence-nocow THEN the sequence refuses, rather than leave dh_nocow out silently', async (t) => {
+  const { read } = await downstream();
+  t.not(await read('compat12.rc'), '0\n', 'the build stops');
+  t.match(await read('compat12.err'), /dh-sequence-nocow needs debhelper compat level 13 or later/, 'with the reason');
 });
 
 t.test('GIVEN a .nocow line with a bad value, or an option %nocow_apply does not take WHEN built THEN dh_nocow stops the build with one line naming the file, the line and the rule', async (t) => {
