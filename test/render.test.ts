@@ -24,14 +24,22 @@ const DECLARATION = { sources: ['config:golden.yaml'], targets: TARGETS };
 // Image builders' artifacts refuse user-scope targets, and kiwi paths with blanks: each gets what it can carry.
 const SYSTEM_DECLARATION = { sources: ['config:golden.yaml'], targets: TARGETS.filter((t) => t.scope === 'system') };
 const KIWI_DECLARATION = { sources: ['config:golden.yaml'], targets: [golden({ path: "/srv/vm-images/it's<100%>&co" }), TARGETS[1]!] };
+// The Arch artifacts call the helper, which takes no option for nocow: false or redundancy: force-nocow.
+const HELPER_ARTIFACTS = ['alpm-hook', 'pacman-install'] as const;
+const ARCH_DECLARATION = {
+  sources: ['config:golden.yaml'],
+  targets: [golden(), golden({ name: 'data', path: '/srv/data', mode: '0750', user: 'mysql', group: 'mysql', subvolume: 'never' }), TARGETS[2]!],
+};
 
 /** Every artifact, each from the golden declaration it can carry. */
 function renderEvery(version: string, templates: Templates): RenderedFile[] {
   const image = ARTIFACTS.filter((a) => IMAGE_ARTIFACTS.has(a));
+  const helper: readonly string[] = HELPER_ARTIFACTS;
   return [
-    ...renderPlan(planArtifacts(DECLARATION, ARTIFACTS.filter((a) => !IMAGE_ARTIFACTS.has(a)), version), templates),
+    ...renderPlan(planArtifacts(DECLARATION, ARTIFACTS.filter((a) => !IMAGE_ARTIFACTS.has(a) && !helper.includes(a)), version), templates),
     ...renderPlan(planArtifacts(SYSTEM_DECLARATION, image.filter((a) => a !== 'kiwi'), version), templates),
     ...renderPlan(planArtifacts(KIWI_DECLARATION, ['kiwi'], version), templates),
+    ...renderPlan(planArtifacts(ARCH_DECLARATION, HELPER_ARTIFACTS, version), templates),
   ];
 }
 
@@ -57,6 +65,9 @@ t.test('GIVEN a declaration using every option WHEN every artifact is rendered T
       'nocow-mkfs.args',
       'systemd/system/nocow-apply.service',
       'nocow-kiwi-volumes.xml',
+      'nocow-vm.hook',
+      'nocow-data.hook',
+      'nocow.install',
     ],
   );
   for (const f of files) {
