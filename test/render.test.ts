@@ -172,3 +172,30 @@ t.test('GIVEN a path ending in a blank WHEN the defrag-timer service is rendered
   t.match(service!.content, /^# No ConditionPathIsDirectory=: a path ends in a blank or a backslash/m);
   t.match(service!.content, /^ExecStart=.* "\/srv\/b "$/m);
 });
+
+t.test('GIVEN targets the helper cannot carry WHEN alpm-hook or pacman-install is planned THEN planning refuses in one line, naming the target and the value', async (t) => {
+  for (const artifact of HELPER_ARTIFACTS) {
+    t.throws(
+      () => planArtifacts({ sources: ['config:x'], targets: [golden({ name: 'cow', path: '/srv/cow', nocow: false })] }, [artifact], '1'),
+      new RegExp(`^artifact ${artifact} cannot carry target cow \\("/srv/cow"\\): expected nocow: true \\(the helper nocow-apply.sh takes no option for nocow: false\\)$`),
+    );
+    t.throws(
+      () => planArtifacts({ sources: ['config:x'], targets: [golden({ name: 'raid', path: '/srv/raid', redundancy: 'force-nocow' })] }, [artifact], '1'),
+      /cannot carry target raid \("\/srv\/raid"\): expected redundancy: keep-checksums \(the helper nocow-apply.sh takes no option for redundancy: force-nocow\)$/,
+    );
+    t.throws(() => planArtifacts({ sources: ['config:x'], targets: [TARGETS[2]!] }, [artifact], '1'), new RegExp(`^artifact ${artifact} needs a target of scope system`));
+  }
+  const long = `/srv/${'a'.repeat(255)}`.repeat(16).slice(0, 4000);
+  const longTarget = golden({ name: 'long', path: long });
+  t.throws(() => planArtifacts({ sources: ['config:x'], targets: [longTarget] }, ['alpm-hook'], '1'), /^artifact alpm-hook cannot carry target long \(.*\): expected a path that fits an alpm hook's lines: at most 4094 bytes each, as pacman reads them \(its Target= or Exec= line would take \d+\)$/);
+  const [install] = renderPlan(planArtifacts({ sources: ['config:x'], targets: [longTarget] }, ['pacman-install'], '1'), await loadTemplates());
+  t.match(install!.content, long, 'the .install file has no line limit');
+  const ok = `/srv/${'b'.repeat(200)}/x`;
+  const [hook] = renderPlan(planArtifacts({ sources: ['config:x'], targets: [golden({ name: 'ok', path: ok })] }, ['alpm-hook'], '1'), await loadTemplates());
+  t.match(hook!.content, new RegExp(`^Target = srv/b{200}/x/\\*$`, 'm'));
+});
+
+t.test('GIVEN a declaration WHEN alpm-hook is planned THEN one nocow-NAME.hook per system-scope target, user-scope ones left out', async (t) => {
+  const files = planArtifacts(ARCH_DECLARATION, ['alpm-hook', 'pacman-install'], '1').files;
+  t.same(files.map((f) => [f.file, f.targets.map((x) => x.name)]), [['nocow-vm.hook', ['vm']], ['nocow-data.hook', ['data']], ['nocow.install', ['vm', 'data']]]);
+});
