@@ -187,7 +187,7 @@ t.test('GIVEN targets the helper cannot carry WHEN alpm-hook or pacman-install i
   }
   const long = `/srv/${'a'.repeat(255)}`.repeat(16).slice(0, 4000);
   const longTarget = golden({ name: 'long', path: long });
-  t.throws(() => planArtifacts({ sources: ['config:x'], targets: [longTarget] }, ['alpm-hook'], '1'), /^artifact alpm-hook cannot carry target long \(.*\): expected a path that fits an alpm hook's lines: at most 4094 bytes each, as pacman reads them \(its Target= or Exec= line would take \d+\)$/);
+  t.throws(() => planArtifacts({ sources: ['config:x'], targets: [longTarget] }, ['alpm-hook'], '1'), /^artifact alpm-hook cannot carry target long \(.*\): expected a path that fits an alpm hook's lines: at most 4095 bytes each, as pacman reads them \(its Target= or Exec= line would take \d+\)$/);
   const [install] = renderPlan(planArtifacts({ sources: ['config:x'], targets: [longTarget] }, ['pacman-install'], '1'), await loadTemplates());
   t.match(install!.content, long, 'the .install file has no line limit');
   const ok = `/srv/${'b'.repeat(200)}/x`;

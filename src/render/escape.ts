@@ -194,9 +194,11 @@ export function alpmTargetPattern(path: string, suffix: string): string {
 
 /**
  * pacman's ini reader (parse_ini) takes a line with fgets into PATH_MAX (4096) bytes: a longer one
- * is cut, and its rest read as a line of its own. 4094 bytes leave room for the newline and the NUL.
+ * is cut, and its rest read as a line of its own. Measured with pacman 6.0.2: a hook line of 4095
+ * bytes is read whole (its newline comes alone, an empty line); one of 4096 makes the hook invalid,
+ * and an invalid hook fails the whole transaction.
  */
-export const ALPM_LINE_MAX = 4094;
+export const ALPM_LINE_MAX = 4095;
 
 /** TEXT as `#` comment lines of an alpm hook, each within ALPM_LINE_MAX bytes, broken at blanks where it can be. */
 export function alpmComment(text: string): string {
