@@ -38,6 +38,12 @@ export function isFileTemporary(name: string): boolean {
   return name.startsWith('.') && Object.values(TEMP_SUFFIX).some((suffix) => suffix !== TEMP_SUFFIX.new && suffix !== TEMP_SUFFIX.old && name.endsWith(suffix));
 }
 
+/**
+ * Where the packages install the hook (nocow-kit.spec's nocow-apply-hook): nocow-apply.service,
+ * %nocow_apply and the Arch artifacts (alpm hook, .install) run it there.
+ */
+export const HOOK_PATH = '/usr/libexec/nocow-kit/nocow-apply.sh';
+
 /** Linux's limit on one path segment, in bytes. */
 export const NAME_MAX = 255;
 /** Linux's limit on a whole path, in bytes (PATH_MAX 4096 with its NUL). */

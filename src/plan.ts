@@ -3,6 +3,7 @@
 import type { Declaration, Target } from './declaration/types.js';
 import { defragWant } from './policy.js';
 import { kiwiProblem } from './render/escape.js';
+import { alpmHookProblem, helperProblem } from './render/helper-call.js';
 import { UsageError } from './errors.js';
 
 export const ARTIFACTS = [
@@ -18,6 +19,8 @@ export const ARTIFACTS = [
   'mkfs',
   'kiwi',
   'boot-unit',
+  'alpm-hook',
+  'pacman-install',
 ] as const;
 export type Artifact = (typeof ARTIFACTS)[number];
 
@@ -26,6 +29,9 @@ export type Artifact = (typeof ARTIFACTS)[number];
  * user-scope target is refused for them rather than served in part.
  */
 export const IMAGE_ARTIFACTS: ReadonlySet<Artifact> = new Set(['repart', 'mkfs', 'kiwi', 'boot-unit']);
+
+/** Artifacts that call the packaged helper with a target's values on its command line (the Arch ones). */
+const HELPER_ARTIFACTS: ReadonlySet<Artifact> = new Set(['alpm-hook', 'pacman-install']);
 
 /** The root partition's definition the repart drop-in is for, by default (repart.d/10-root.conf). */
 export const DEFAULT_REPART_DEFINITION = '10-root';
@@ -47,7 +53,9 @@ export type TemplateName =
   | 'repart.conf'
   | 'mkfs.args'
   | 'kiwi-volumes.xml'
-  | 'apply.service';
+  | 'apply.service'
+  | 'alpm.hook'
+  | 'pacman.install';
 
 export interface PlannedFile {
   artifact: Artifact;
@@ -111,6 +119,10 @@ function filesFor(artifact: Artifact, system: Target[], user: Target[], repartDe
       return system.length === 0 ? [] : [file(artifact, 'nocow-kiwi-volumes.xml', 'kiwi-volumes.xml', system)];
     case 'boot-unit':
       return system.length === 0 ? [] : [file(artifact, 'systemd/system/nocow-apply.service', 'apply.service', system)];
+    case 'alpm-hook':
+      return system.map((t) => file(artifact, `nocow-${t.name}.hook`, 'alpm.hook', [t]));
+    case 'pacman-install':
+      return system.length === 0 ? [] : [file(artifact, 'nocow.install', 'pacman.install', system)];
     case 'macros':
       // The macros take the path as their argument: one file whatever the targets, which
       // serve only the marker comment (the declaration it came from).
@@ -170,6 +182,14 @@ function imageProblems(artifact: Artifact, declaration: Declaration, user: Targe
   }
 }
 
+/** Refuses, in one line, a system-scope target the helper's command line (or the alpm hook) cannot carry. */
+function helperProblems(artifact: Artifact, system: Target[]): void {
+  for (const t of system) {
+    const problem = helperProblem(t) ?? (artifact === 'alpm-hook' ? alpmHookProblem(t) : undefined);
+    if (problem !== undefined) throw new PlanError(`artifact ${artifact} cannot carry target ${t.name} (${JSON.stringify(t.path)}): expected ${problem}`);
+  }
+}
+
 export function planArtifacts(declaration: Declaration, requested: readonly Artifact[], version: string, options: PlanOptions = {}): Plan {
   if (options.kickstartLog !== undefined) {
     const problem = kickstartLogProblem(options.kickstartLog);
@@ -187,6 +207,7 @@ export function planArtifacts(declaration: Declaration, requested: readonly Arti
   const files: PlannedFile[] = [];
   for (const artifact of artifacts) {
     if (IMAGE_ARTIFACTS.has(artifact)) imageProblems(artifact, declaration, user);
+    if (HELPER_ARTIFACTS.has(artifact)) helperProblems(artifact, system);
     const produced = filesFor(artifact, system, user, repartDefinition);
     if (explicit && produced.length === 0) {
       throw new PlanError(`artifact ${artifact} needs ${needs(artifact)}; the declaration (${declaration.sources.join(', ')}) has none`);

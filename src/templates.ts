@@ -20,6 +20,8 @@ const FILE_TEMPLATES: readonly TemplateName[] = [
   'mkfs.args',
   'kiwi-volumes.xml',
   'apply.service',
+  'alpm.hook',
+  'pacman.install',
 ];
 
 const read = (name: string) => readFile(join(TEMPLATE_DIR, name), 'utf8');

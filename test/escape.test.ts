@@ -1,6 +1,10 @@
 import t from 'tap';
 import { execa } from 'execa';
 import {
+  ALPM_LINE_MAX,
+  alpmComment,
+  alpmExecWord,
+  alpmTargetPattern,
   argsLine,
   kiwiProblem,
   repartSubvolumeWord,
@@ -140,4 +144,33 @@ t.test('GIVEN an argument WHEN written as a line of nocow-mkfs.args THEN one tha
   t.equal(argsLine('rw:srv/vm images/a:b'), 'rw:srv/vm images/a:b');
   t.throws(() => argsLine('a\nb'), /cannot be one line/);
   t.throws(() => argsLine('#x'), /cannot be one line/);
+});
+
+t.test('GIVEN values WHEN written as alpm hook Exec= words THEN plain ones stay, others are double-quoted as libalpm wordsplit reads them', async (t) => {
+  t.equal(alpmExecWord('/var/lib/libvirt/images'), '/var/lib/libvirt/images');
+  t.equal(alpmExecWord('0711'), '0711');
+  t.equal(alpmExecWord('/srv/vm images'), '"/srv/vm images"', 'a blank: quoted');
+  t.equal(alpmExecWord(`/srv/it's "q"`), `"/srv/it's \\"q\\""`, 'a double quote gets a backslash; a single one needs none inside');
+  t.equal(alpmExecWord('/srv/a\\"b'), '"/srv/a\\\\"b"', 'a backslash before a quote stays literal: the quote gets its own');
+  t.equal(alpmExecWord('/srv/x\\\\'), '"/srv/x"\\\\', 'trailing backslashes go after the closing quote, where they are literal');
+  t.equal(alpmExecWord('/srv/$(id);*'), '"/srv/$(id);*"', 'no shell reads it: quoted for the parser only');
+  t.equal(alpmExecWord('/srv/é'), '"/srv/é"', 'bytes above 0x7f quoted');
+});
+
+t.test('GIVEN paths WHEN written as alpm hook Target= patterns THEN the leading / goes, glob characters get a backslash, and a leading ! \\ or blank one more', async (t) => {
+  t.equal(alpmTargetPattern('/var/lib/libvirt/images', '/*'), 'var/lib/libvirt/images/*');
+  t.equal(alpmTargetPattern('/srv/a*b?c[d]e\\f', '/'), 'srv/a\\*b\\?c\\[d]e\\\\f/');
+  t.equal(alpmTargetPattern('/!x', '/'), '\\!x/', 'not a negation');
+  t.equal(alpmTargetPattern('/ x', '/'), '\\ x/', 'not trimmed');
+  t.equal(alpmTargetPattern('/\\x', '/'), '\\\\\\x/', 'libalpm drops the first backslash, fnmatch reads the escaped one');
+  t.equal(alpmTargetPattern("/srv/vm images/it's \"q\" 100%", '/'), "srv/vm images/it's \"q\" 100%/", 'blanks and quotes inside: as they are');
+});
+
+t.test('GIVEN a marker longer than pacman reads in one line WHEN written as alpm hook comments THEN every line fits and the words are all there', async (t) => {
+  const text = `Generated from ${Array.from({ length: 300 }, (_, i) => `config:/a/long/path/to/declaration-${i}.yaml,`).join(' ')} ${'x'.repeat(5000)}`;
+  const lines = alpmComment(text).split('\n');
+  t.ok(lines.length > 2, `${lines.length} lines`);
+  t.same(lines.filter((l) => !l.startsWith('#') || Buffer.byteLength(l) > ALPM_LINE_MAX), [], `each a # line of at most ${ALPM_LINE_MAX} bytes`);
+  t.equal(lines.map((l) => l.slice(1)).join('').replaceAll(' ', ''), text.replaceAll(' ', ''), 'nothing lost');
+  t.equal(alpmComment('short marker'), '# short marker');
 });

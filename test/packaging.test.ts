@@ -397,14 +397,13 @@ ${call}
 - Test build.
 `;
 
-// The root's /usr is the host's, read-only (make_root): an overlay on it, its upper layer on the
-// file system under test, lets rpm install the hook package's /usr/libexec/nocow-kit/nocow-apply.sh.
+// The root's /usr is the host's, read-only (make_root): writable_usr lets rpm install the hook
+// package's /usr/libexec/nocow-kit/nocow-apply.sh.
 const APPLY_INSTALL = String.raw`
 . "$CHROOT_SH"
 R=$MNT/root
 make_root "$R"
-mkdir "$MNT/usr-upper" "$MNT/usr-work"
-mount -t overlay overlay -o "lowerdir=/usr,upperdir=$MNT/usr-upper,workdir=$MNT/usr-work" "$R/usr"
+writable_usr "$R"
 rpm --root "$R" --dbpath /var/lib/rpm --import "$KEY"
 rc=0; rpm_root "$R" -i "$HOOK_RPM" "$PKG" >"$A/out" 2>"$A/err" || rc=$?; echo "$rc" >"$A/rc"
 rc=0; "$R/usr/libexec/nocow-kit/nocow-apply.sh" --root "$R" --check -m 0711 "$IMAGES" /srv/apply/new >"$A/check" 2>&1 || rc=$?; echo "$rc" >"$A/check-rc"

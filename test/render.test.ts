@@ -24,14 +24,22 @@ const DECLARATION = { sources: ['config:golden.yaml'], targets: TARGETS };
 // Image builders' artifacts refuse user-scope targets, and kiwi paths with blanks: each gets what it can carry.
 const SYSTEM_DECLARATION = { sources: ['config:golden.yaml'], targets: TARGETS.filter((t) => t.scope === 'system') };
 const KIWI_DECLARATION = { sources: ['config:golden.yaml'], targets: [golden({ path: "/srv/vm-images/it's<100%>&co" }), TARGETS[1]!] };
+// The Arch artifacts call the helper, which takes no option for nocow: false or redundancy: force-nocow.
+const HELPER_ARTIFACTS = ['alpm-hook', 'pacman-install'] as const;
+const ARCH_DECLARATION = {
+  sources: ['config:golden.yaml'],
+  targets: [golden(), golden({ name: 'data', path: '/srv/data', mode: '0750', user: 'mysql', group: 'mysql', subvolume: 'never' }), TARGETS[2]!],
+};
 
 /** Every artifact, each from the golden declaration it can carry. */
 function renderEvery(version: string, templates: Templates): RenderedFile[] {
   const image = ARTIFACTS.filter((a) => IMAGE_ARTIFACTS.has(a));
+  const helper: readonly string[] = HELPER_ARTIFACTS;
   return [
-    ...renderPlan(planArtifacts(DECLARATION, ARTIFACTS.filter((a) => !IMAGE_ARTIFACTS.has(a)), version), templates),
+    ...renderPlan(planArtifacts(DECLARATION, ARTIFACTS.filter((a) => !IMAGE_ARTIFACTS.has(a) && !helper.includes(a)), version), templates),
     ...renderPlan(planArtifacts(SYSTEM_DECLARATION, image.filter((a) => a !== 'kiwi'), version), templates),
     ...renderPlan(planArtifacts(KIWI_DECLARATION, ['kiwi'], version), templates),
+    ...renderPlan(planArtifacts(ARCH_DECLARATION, HELPER_ARTIFACTS, version), templates),
   ];
 }
 
@@ -57,6 +65,9 @@ t.test('GIVEN a declaration using every option WHEN every artifact is rendered T
       'nocow-mkfs.args',
       'systemd/system/nocow-apply.service',
       'nocow-kiwi-volumes.xml',
+      'nocow-vm.hook',
+      'nocow-data.hook',
+      'nocow.install',
     ],
   );
   for (const f of files) {
@@ -160,4 +171,31 @@ t.test('GIVEN a path ending in a blank WHEN the defrag-timer service is rendered
   t.notMatch(service!.content, /^ConditionPathIsDirectory=/m, 'a lone condition would keep the other path from ever running');
   t.match(service!.content, /^# No ConditionPathIsDirectory=: a path ends in a blank or a backslash/m);
   t.match(service!.content, /^ExecStart=.* "\/srv\/b "$/m);
+});
+
+t.test('GIVEN targets the helper cannot carry WHEN alpm-hook or pacman-install is planned THEN planning refuses in one line, naming the target and the value', async (t) => {
+  for (const artifact of HELPER_ARTIFACTS) {
+    t.throws(
+      () => planArtifacts({ sources: ['config:x'], targets: [golden({ name: 'cow', path: '/srv/cow', nocow: false })] }, [artifact], '1'),
+      new RegExp(`^artifact ${artifact} cannot carry target cow \\("/srv/cow"\\): expected nocow: true \\(the helper nocow-apply.sh takes no option for nocow: false\\)$`),
+    );
+    t.throws(
+      () => planArtifacts({ sources: ['config:x'], targets: [golden({ name: 'raid', path: '/srv/raid', redundancy: 'force-nocow' })] }, [artifact], '1'),
+      /cannot carry target raid \("\/srv\/raid"\): expected redundancy: keep-checksums \(the helper nocow-apply.sh takes no option for redundancy: force-nocow\)$/,
+    );
+    t.throws(() => planArtifacts({ sources: ['config:x'], targets: [TARGETS[2]!] }, [artifact], '1'), new RegExp(`^artifact ${artifact} needs a target of scope system`));
+  }
+  const long = `/srv/${'a'.repeat(255)}`.repeat(16).slice(0, 4000);
+  const longTarget = golden({ name: 'long', path: long });
+  t.throws(() => planArtifacts({ sources: ['config:x'], targets: [longTarget] }, ['alpm-hook'], '1'), /^artifact alpm-hook cannot carry target long \(.*\): expected a path that fits an alpm hook's lines: at most 4095 bytes each, as pacman reads them \(its Target= or Exec= line would take \d+\)$/);
+  const [install] = renderPlan(planArtifacts({ sources: ['config:x'], targets: [longTarget] }, ['pacman-install'], '1'), await loadTemplates());
+  t.match(install!.content, long, 'the .install file has no line limit');
+  const ok = `/srv/${'b'.repeat(200)}/x`;
+  const [hook] = renderPlan(planArtifacts({ sources: ['config:x'], targets: [golden({ name: 'ok', path: ok })] }, ['alpm-hook'], '1'), await loadTemplates());
+  t.match(hook!.content, new RegExp(`^Target = srv/b{200}/x/\\*$`, 'm'));
+});
+
+t.test('GIVEN a declaration WHEN alpm-hook is planned THEN one nocow-NAME.hook per system-scope target, user-scope ones left out', async (t) => {
+  const files = planArtifacts(ARCH_DECLARATION, ['alpm-hook', 'pacman-install'], '1').files;
+  t.same(files.map((f) => [f.file, f.targets.map((x) => x.name)]), [['nocow-vm.hook', ['vm']], ['nocow-data.hook', ['data']], ['nocow.install', ['vm', 'data']]]);
 });

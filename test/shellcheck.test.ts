@@ -13,7 +13,7 @@ async function artifacts(): Promise<[string, string][]> {
   for (const dir of ['scriptlets', 'kickstart', 'test/golden']) {
     for (const name of await readdir(join(ROOT, dir), { recursive: true })) {
       const path = join(dir, name);
-      if (!/\.(sh|ks|spec)$/.test(name)) continue;
+      if (!/\.(sh|ks|spec|install)$/.test(name)) continue;
       const shell = shellOf(name, await readFile(join(ROOT, path), 'utf8'));
       if (shell !== undefined) found.push([path, shell]);
     }

@@ -10,7 +10,7 @@ const describe = 'Generate RPM, kickstart and tmpfiles.d artifacts from a declar
 
 const help: CommandHelp = {
   notes: [
-    'With no ARTIFACT, every one that applies to the declaration (hook, macros, the defrag timers and the image builders\' repart, mkfs, kiwi and boot-unit only when named); with no --profile and no --config, the declaration is the libvirt profile. ' +
+    'With no ARTIFACT, every one that applies to the declaration (hook, macros, the defrag timers, the image builders\' repart, mkfs, kiwi and boot-unit, and pacman\'s alpm-hook and pacman-install only when named); with no --profile and no --config, the declaration is the libvirt profile. ' +
       'Without -o, everything goes to stdout, each file introduced by a line "# ==> FILE <==". With -o DIR, the files are written all or none: nothing is replaced unless every one could be written.',
   ],
   examples: [
@@ -22,6 +22,8 @@ const help: CommandHelp = {
     ['nocow generate kickstart -o ks/ --kickstart-log /root/nocow-post.log', 'Kickstart sections whose output Anaconda logs to the installed system'],
     ['nocow generate repart -o build/', 'A systemd-repart drop-in for the root partition (docs/image-builders.md)'],
     ['nocow generate mkfs -p libvirt -o build/', 'build/nocow-mkfs.args, arguments for mkfs.btrfs --rootdir'],
+    ['nocow generate alpm-hook -p mariadb -o build/', 'build/nocow-mariadb.hook, a pacman hook calling the packaged helper after each transaction (docs/arch.md)'],
+    ['nocow generate pacman-install -c nocow.yaml -o build/', "build/nocow.install, post_install and post_upgrade for a PKGBUILD's install= file"],
   ],
   exitStatus: [
     [0, 'done'],
@@ -29,6 +31,7 @@ const help: CommandHelp = {
     [
       2,
       'bad arguments or declaration, an artifact the declaration has no target for, an image-builder artifact (repart, mkfs, kiwi, boot-unit) for a declaration with a user-scope target or a path that format cannot carry, ' +
+        'alpm-hook or pacman-install for a target the helper\'s command line cannot carry (nocow: false, redundancy: force-nocow) or a path too long for a hook\'s line, ' +
         'or an -o DIR that is not a directory or has a file where a directory is needed',
     ],
   ],

@@ -165,3 +165,64 @@ export function kiwiProblem(path: string): string | undefined {
   if (path.includes('@root')) return 'a path without "@root" (kiwi reads such a volume name as the root volume)';
   return undefined;
 }
+
+/**
+ * One word of an alpm hook's Exec= (libalpm's wordsplit, pacman 6): the value is split at blanks,
+ * no shell reads it; `'…'` and `"…"` group, and a `\` escapes only a quote (in a quoted run, only
+ * that run's quote). A word of plain characters goes as it is; any other is double-quoted, `"` as
+ * `\"`, its trailing backslashes after the closing quote (inside, the last would escape it).
+ * Quoting also keeps bytes above 0x7f from wordsplit's isspace() on a signed char.
+ */
+export function alpmExecWord(value: unknown): string {
+  const text = String(value);
+  if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(text)) return text;
+  const tail = /\\*$/.exec(text)![0];
+  return `"${text.slice(0, text.length - tail.length).replace(/"/g, '\\"')}"${tail}`;
+}
+
+/**
+ * A path as the start of an alpm hook's Target= pattern, without its leading `/` (pacman's file
+ * lists have none), SUFFIX appended. libalpm takes a leading `!` as a negation and drops one
+ * leading `\`, then matches with fnmatch(3), flags 0 (`\` escapes, `*` crosses "/"); the ini
+ * reader trims blanks around the value. So `\ * ? [` get a backslash, and one more `\` goes first
+ * where the pattern starts with `!`, `\` or a blank.
+ */
+export function alpmTargetPattern(path: string, suffix: string): string {
+  const pattern = path.replace(/^\/+/, '').replace(/[\\*?[]/g, (c) => `\\${c}`) + suffix;
+  return /^[!\\\s]/.test(pattern) ? `\\${pattern}` : pattern;
+}
+
+/**
+ * pacman's ini reader (parse_ini) takes a line with fgets into PATH_MAX (4096) bytes: a longer one
+ * is cut, and its rest read as a line of its own. Measured with pacman 6.0.2: a hook line of 4095
+ * bytes is read whole (its newline comes alone, an empty line); one of 4096 makes the hook invalid,
+ * and an invalid hook fails the whole transaction.
+ */
+export const ALPM_LINE_MAX = 4095;
+
+/** TEXT as `#` comment lines of an alpm hook, each within ALPM_LINE_MAX bytes, broken at blanks where it can be. */
+export function alpmComment(text: string): string {
+  const lines: string[] = [];
+  let line = '#';
+  for (const word of commentSafe(text).split(' ')) {
+    let rest = ` ${word}`;
+    while (Buffer.byteLength(line + rest) > ALPM_LINE_MAX) {
+      if (line !== '#') {
+        lines.push(line);
+        line = '#';
+        continue;
+      }
+      // One word longer than a line: cut it between characters.
+      let cut = '';
+      for (const c of rest) {
+        if (Buffer.byteLength(line + cut + c) > ALPM_LINE_MAX) break;
+        cut += c;
+      }
+      lines.push(line + cut);
+      rest = ` ${rest.slice(cut.length)}`;
+    }
+    line += rest;
+  }
+  lines.push(line);
+  return lines.join('\n');
+}

@@ -2,11 +2,12 @@
 import ejs from 'ejs';
 import type { Target } from '../declaration/types.js';
 import type { Plan, PlannedFile, TemplateName } from '../plan.js';
-import { CONVERT_MARKER, LOCK_DIR, NAME_MAX, OPT_OUT_PREFIX, REFUSED_SYSTEM_TARGETS, TEMP_SUFFIX } from '../facts.js';
+import { CONVERT_MARKER, HOOK_PATH, LOCK_DIR, NAME_MAX, OPT_OUT_PREFIX, REFUSED_SYSTEM_TARGETS, TEMP_SUFFIX } from '../facts.js';
 import { shippedShell } from './ship.js';
 import { assertKickstartSection, commentSafe, rpmEscape, rpmMacroBody, shQuote, tmpfilesGlobPath, tmpfilesHomeGlobPath, tmpfilesHomePath, tmpfilesQuote } from './escape.js';
 import { unitExecHomeWord, unitExecWord, unitPathValue } from './escape.js';
-import { argsLine, repartSubvolumeWord, repartWord, xmlCommentSafe, xmlEscape } from './escape.js';
+import { alpmComment, alpmExecWord, argsLine, repartSubvolumeWord, repartWord, xmlCommentSafe, xmlEscape } from './escape.js';
+import { alpmExec, alpmTargets, helperCall } from './helper-call.js';
 import { servicesUsing } from '../declaration/profiles.js';
 import { defragWant, REDUNDANT_PROFILES } from '../policy.js';
 import { luaPathChecks, luaText, luaValueRules } from './macro-rules.js';
@@ -168,9 +169,6 @@ function defragUnitData(marker: string, targets: Target[]): Record<string, unkno
   };
 }
 
-/** Where the packages install the hook that nocow-apply.service runs (nocow-kit.spec, nocow-apply-hook). */
-export const HOOK_PATH = '/usr/libexec/nocow-kit/nocow-apply.sh';
-
 /**
  * The oldest tool versions an image builder's artifact works with, for its marker: Subvolumes=
  * with the nodatacow flag came with systemd 259, mkfs.btrfs --subvol TYPE:DIR with btrfs-progs
@@ -276,6 +274,18 @@ export function renderFile(plan: Plan, planned: PlannedFile, templates: Template
       );
       break;
     }
+    case 'alpm.hook': {
+      const target = planned.targets[0]!;
+      content = render(
+        template,
+        { marker: alpmComment(markerText(plan, planned.targets)), fileName, hook: HOOK_PATH, target, targets: alpmTargets(target), exec: alpmExec(target), comment: commentSafe },
+        alpmExecWord,
+      );
+      break;
+    }
+    case 'pacman.install':
+      content = render(template, { marker, hook: HOOK_PATH, calls: planned.targets.map((t) => helperCall(t, shQuote)) }, shQuote);
+      break;
   }
   return { file: planned.file, artifact: planned.artifact, content, executable: planned.executable };
 }

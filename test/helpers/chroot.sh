@@ -24,6 +24,15 @@ make_root() {
   rpm --root "$root" --dbpath /var/lib/rpm --initdb
 }
 
+#   writable_usr DIR   DIR/usr (the host's, read-only, from make_root) made writable by
+#                      an overlay whose upper layer is on DIR's file system, so a
+#                      package manager can install into DIR/usr; the host's stays as it is.
+writable_usr() {
+  local root=$1
+  mkdir "$root.usr-upper" "$root.usr-work"
+  mount -t overlay overlay -o "lowerdir=/usr,upperdir=$root.usr-upper,workdir=$root.usr-work" "$root/usr"
+}
+
 #   rpm_root DIR ARGS…   rpm against DIR's database, where Fedora keeps it (Debian's
 #                        rpm defaults to ~/.rpmdb). --nodeps: DIR's database is empty.
 rpm_root() {
