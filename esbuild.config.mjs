@@ -23,8 +23,9 @@
 // `npm run bundle -- DIR` (node esbuild.config.mjs --self-contained DIR): the same files, split the
 // same way, with every npm dependency bundled, for the RPM (packaging/nocow-kit.spec), which ships no
 // node_modules. The packages the light modules import lazily (yargs, yaml, execa…) become bundles of
-// their own, loaded when they are today, so the fast path loads what it loads from node_modules. DIR
-// (empty or new) gets, beside templates/ and package.json as the npm package has them:
+// their own, loaded when they are with node_modules: the fast path still loads the core alone. DIR
+// (empty or new) gets what follows; the command reads templates/ and package.json beside dist/, as in
+// the npm package, where the RPM puts them:
 //
 //   DIR/dist/bin/nocow.js, DIR/dist/nocow-*.js   the command, importing nothing but Node's built-ins
 //   DIR/dist/locales/yargs/*.json                 yargs's messages, which it reads at run time by path
@@ -47,7 +48,7 @@ if (selfContained !== undefined && (await readdir(selfContained).catch(() => [])
 }
 const dist = join(selfContained ?? root, 'dist');
 const pkg = JSON.parse(await readFile(join(root, 'package.json'), 'utf8'));
-/** Bundled: small, pure, and on the generate path. The other dependencies are imported from node_modules. */
+/** Bundled: small, pure, and on the generate path. The other dependencies are imported from node_modules (but by npm run bundle). */
 const BUNDLED = new Set(['ejs']);
 const EXTERNAL = Object.keys(pkg.dependencies).filter((name) => !BUNDLED.has(name));
 /** Built-ins Node has loaded before any user code, or that cost next to nothing: a static import of any other makes a module heavy. */
@@ -155,8 +156,9 @@ const packageEntries = {
   setup(b) {
     b.onResolve({ filter: /^package-entry:/ }, (args) => ({ path: args.path.slice('package-entry:'.length), namespace: 'package-entry' }));
     b.onLoad({ filter: /.*/, namespace: 'package-entry' }, async (args) => {
-      const names = Object.keys(await import(args.path)).filter((n) => n !== 'default' && /^[A-Za-z_$][\w$]*$/.test(n));
-      const hasDefault = 'default' in (await import(args.path));
+      const loaded = await import(args.path);
+      const names = Object.keys(loaded).filter((n) => n !== 'default' && /^[A-Za-z_$][\w$]*$/.test(n));
+      const hasDefault = 'default' in loaded;
       return {
         contents: [`import * as m from ${JSON.stringify(args.path)};`, ...(names.length > 0 ? [`export const { ${names.join(', ')} } = m;`] : []), ...(hasDefault ? ['export default m.default;'] : [])].join('\n'),
         resolveDir: root,

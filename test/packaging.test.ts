@@ -260,6 +260,7 @@ t.test('GIVEN the installed command WHEN it gives help (in German too), reads a 
     [['status', '--help'], { LANG: 'de_DE.UTF-8' }],
     [['generate', '-c', declaration, 'tmpfiles', 'macros'], {}],
     [['generate', '-c', declaration, '--kickstart-log', 'x'], {}],
+    [['generate'], {}],
     [['status', '--json', '--root', root], {}],
     [['apply', '--root', root, '-c', declaration], {}],
   ];
@@ -269,8 +270,14 @@ t.test('GIVEN the installed command WHEN it gives help (in German too), reads a 
     const repo = await execa(process.execPath, [CLI, ...args], { cwd: WORK, env: { ...env, ...extra }, extendEnv: false, reject: false });
     const label = `${Object.entries(extra).map(([k, v]) => `${k}=${v} `).join('')}nocow ${args.join(' ')}`;
     t.same({ rc: installed.exitCode, out: installed.stdout, err: installed.stderr }, { rc: repo.exitCode, out: repo.stdout, err: repo.stderr }, `${label}: the same status and output as the repository's build`);
-    const looked = (await readFile(trace, 'utf8')).match(/"[^"]*node_modules[^"]*"/g) ?? [];
+    const traced = await readFile(trace, 'utf8');
+    const looked = traced.match(/"[^"]*node_modules[^"]*"/g) ?? [];
     t.same([...new Set(looked)], [], `${label}: no node_modules path looked up or opened`);
+    if ((args[0] === 'generate' && args.length === 1) || (args[0] === 'status' && !args.includes('--help'))) {
+      // The fast path of the bundle as of the npm build: the core alone, no yargs, yaml or execa.
+      const loaded = [...traced.matchAll(/open(?:at)?\(.*"[^"]*\/usr\/lib\/nocow-kit\/(dist\/[^"]*\.js)".*\) = \d+$/gm)].map((m) => m[1]);
+      t.same([...new Set(loaded)].sort(), ['dist/bin/nocow.js', 'dist/nocow-core.js'], `${label}: the fast path, loading the core alone`);
+    }
   }
   t.match((await execa(bin, ['status', '--help'], { cwd: WORK, env: { ...env, LANG: 'de_DE.UTF-8' }, extendEnv: false })).stdout, /^Optionen:$/m, 'yargs\'s German catalog, from the package\'s own copy');
 });
