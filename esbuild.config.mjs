@@ -19,15 +19,36 @@
 // computed from the imports each build, so a new static import of a heavy package moves the module
 // importing it (and every module importing that one statically) out of the core; this step prints
 // which modules are heavy, and fails if the core would import anything at start-up but cheap built-ins.
+//
+// `npm run bundle -- DIR` (node esbuild.config.mjs --self-contained DIR): the same files, split the
+// same way, with every npm dependency bundled, for the RPM (packaging/nocow-kit.spec), which ships no
+// node_modules. The packages the light modules import lazily (yargs, yaml, execa…) become bundles of
+// their own, loaded when they are with node_modules: the fast path still loads the core alone. DIR
+// (empty or new) gets what follows; the command reads templates/ and package.json beside dist/, as in
+// the npm package, where the RPM puts them:
+//
+//   DIR/dist/bin/nocow.js, DIR/dist/nocow-*.js   the command, importing nothing but Node's built-ins
+//   DIR/dist/locales/yargs/*.json                 yargs's messages, which it reads at run time by path
+//   DIR/bundled.txt                               "NAME VERSION" of each npm package whose code is in
+//                                                 the bundles (esbuild's metafile), checked against
+//                                                 package-lock.json: the spec's bundled() Provides
+//   DIR/bundled-licenses.txt                      their license files, one after another
 import { build } from 'esbuild';
-import { readdir, readFile, rm } from 'node:fs/promises';
-import { createRequire } from 'node:module';
-import { basename, join, relative } from 'node:path';
+import { cp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createRequire, isBuiltin as isNodeBuiltin } from 'node:module';
+import { basename, join, relative, resolve } from 'node:path';
 
 const root = import.meta.dirname;
-const dist = join(root, 'dist');
+const selfContained = process.argv[2] === '--self-contained' ? resolve(process.argv[3] ?? '') : undefined;
+if (process.argv.length > 2 && (selfContained === undefined || process.argv.length !== 4)) {
+  throw new Error('usage: node esbuild.config.mjs [--self-contained DIR]');
+}
+if (selfContained !== undefined && (await readdir(selfContained).catch(() => [])).length > 0) {
+  throw new Error(`esbuild: ${selfContained} is not empty`);
+}
+const dist = join(selfContained ?? root, 'dist');
 const pkg = JSON.parse(await readFile(join(root, 'package.json'), 'utf8'));
-/** Bundled: small, pure, and on the generate path. The other dependencies are imported from node_modules. */
+/** Bundled: small, pure, and on the generate path. The other dependencies are imported from node_modules (but by npm run bundle). */
 const BUNDLED = new Set(['ejs']);
 const EXTERNAL = Object.keys(pkg.dependencies).filter((name) => !BUNDLED.has(name));
 /** Built-ins Node has loaded before any user code, or that cost next to nothing: a static import of any other makes a module heavy. */
@@ -59,6 +80,24 @@ const fsModule = {
   },
 };
 
+// yargs finds its messages (locales/LANG.json) three directories above its own file; bundled, that
+// file is dist/nocow-*.js, so the self-contained build points it at dist/locales/yargs/, where it
+// copies them. Fails when a yargs update moves the line, rather than leaving help untranslated.
+const YARGS_LOCALES = "directory: resolve(__dirname, '../../../locales')";
+const yargsLocales = {
+  name: 'yargs-locales',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]yargs[\\/]lib[\\/]platform-shims[\\/]esm\.mjs$/ }, async (args) => {
+      const text = await readFile(args.path, 'utf8');
+      if (text.split(YARGS_LOCALES).length !== 2) throw new Error(`esbuild: ${args.path} no longer says ${YARGS_LOCALES}`);
+      return { contents: text.replace(YARGS_LOCALES, "directory: fileURLToPath(new URL('./locales/yargs/', import.meta.url))"), loader: 'js' };
+    });
+  },
+};
+// Bundled CommonJS (cli-progress, cross-spawn…) requires Node's built-ins, which esbuild's ES module
+// output can only do through a require function of its own.
+const REQUIRE_BANNER = "import { createRequire as __nocowRequire } from 'node:module'; const require = __nocowRequire(import.meta.url);";
+
 const common = {
   plugins: [fsModule],
   bundle: true,
@@ -72,6 +111,8 @@ const common = {
   external: EXTERNAL,
   metafile: true,
   logLevel: 'warning',
+  // The metafile's paths are relative to it (the lookups below use paths relative to the root).
+  absWorkingDir: root,
 };
 
 // 1. The import graph, to tell heavy modules from light ones.
@@ -99,10 +140,42 @@ for (const [input, { imports }] of Object.entries(graph.inputs)) {
 }
 console.log(`esbuild: heavy modules, bundled apart from the core: ${[...heavy].map((p) => p.replace(/^src\//, '')).sort().join(', ') || 'none'}`);
 
+// Self-contained, the npm packages the light modules import (lazily) are heavy bundles too.
+const lazyPackages = new Set();
+if (selfContained !== undefined) {
+  for (const [input, { imports }] of Object.entries(graph.inputs)) {
+    if (heavy.has(input)) continue;
+    for (const i of imports) if (i.external && !isBuiltin(i.path)) lazyPackages.add(i.path);
+  }
+}
+// Each is an entry that exports what Node's import() of the package gives (its names read here, from
+// that import): a CommonJS package's (yaml, cli-progress) named exports, which esbuild's own entry for
+// it would leave as properties of the default export alone.
+const packageEntries = {
+  name: 'package-entries',
+  setup(b) {
+    b.onResolve({ filter: /^package-entry:/ }, (args) => ({ path: args.path.slice('package-entry:'.length), namespace: 'package-entry' }));
+    b.onLoad({ filter: /.*/, namespace: 'package-entry' }, async (args) => {
+      const loaded = await import(args.path);
+      const names = Object.keys(loaded).filter((n) => n !== 'default' && /^[A-Za-z_$][\w$]*$/.test(n));
+      const hasDefault = 'default' in loaded;
+      return {
+        contents: [`import * as m from ${JSON.stringify(args.path)};`, ...(names.length > 0 ? [`export const { ${names.join(', ')} } = m;`] : []), ...(hasDefault ? ['export default m.default;'] : [])].join('\n'),
+        resolveDir: root,
+        loader: 'js',
+      };
+    });
+  },
+};
+// preserveSymlinks: the paths esbuild writes into the bundles (CommonJS modules' names) are
+// node_modules/…, wherever a node_modules symlink of the checkout points.
+const bundledAlone = selfContained === undefined ? {} : { plugins: [packageEntries, fsModule, yargsLocales], external: [], preserveSymlinks: true, banner: { js: REQUIRE_BANNER } };
+
 // 2. The heavy bundles: one entry per module the core imports, split where they share code.
 const heavyBuild = await build({
   ...common,
-  entryPoints: [...boundary].map((p) => join(root, p)),
+  ...bundledAlone,
+  entryPoints: [...[...boundary].map((p) => join(root, p)), ...[...lazyPackages].map((name) => ({ in: `package-entry:${name}`, out: name.replace(/^@/, '').replaceAll('/', '-') }))],
   outdir: dist,
   entryNames: 'nocow-[name]-[hash]',
   chunkNames: 'nocow-[hash]',
@@ -116,15 +189,22 @@ for (const [out, o] of Object.entries(heavyBuild.metafile.outputs)) if (o.entryP
 const toHeavy = {
   name: 'heavy-modules',
   setup(b) {
+    // Self-contained, also the packages the core imports (lazily), which are heavy bundles then.
+    b.onResolve({ filter: /.*/ }, (args) => {
+      const file = lazyPackages.has(args.path) ? heavyFile.get(`package-entry:${args.path}`) : undefined;
+      return file === undefined ? undefined : { path: `./${file}`, external: true };
+    });
     b.onResolve({ filter: /^\.\.?\// }, async (args) => {
       if (args.pluginData?.inner) return undefined;
       const resolved = await b.resolve(args.path, { resolveDir: args.resolveDir, kind: args.kind, importer: args.importer, pluginData: { inner: true } });
+      if (resolved.errors.length > 0) return undefined;
       const file = heavyFile.get(relative(root, resolved.path));
       return file === undefined ? undefined : { path: `./${file}`, external: true };
     });
   },
 };
-const core = await build({ ...common, entryPoints: [join(root, 'src/main.ts')], outfile: join(dist, 'nocow-core.js'), plugins: [toHeavy, fsModule] });
+const ownExternal = selfContained === undefined ? {} : { external: [], preserveSymlinks: true };
+const core = await build({ ...common, ...ownExternal, entryPoints: [join(root, 'src/main.ts')], outfile: join(dist, 'nocow-core.js'), plugins: [toHeavy, fsModule] });
 const coreOut = core.metafile.outputs[relative(root, join(dist, 'nocow-core.js'))];
 const loadedAtStart = coreOut.imports.filter((i) => i.kind === 'import-statement' && !CHEAP_BUILTINS.has(i.path)).map((i) => i.path);
 if (loadedAtStart.length > 0) throw new Error(`esbuild: the core would import at start-up: ${loadedAtStart.join(', ')}`);
@@ -136,10 +216,57 @@ const toCore = {
     b.onResolve({ filter: /^\.\.\/main\.js$/ }, () => ({ path: '../nocow-core.js', external: true }));
   },
 };
-await build({ ...common, entryPoints: [join(root, 'src/bin/nocow.ts')], outfile: join(dist, 'bin/nocow.js'), plugins: [toCore, fsModule] });
+const entry = await build({ ...common, ...ownExternal, entryPoints: [join(root, 'src/bin/nocow.ts')], outfile: join(dist, 'bin/nocow.js'), plugins: [toCore, fsModule] });
 
-// Files of an earlier build that this one did not write again.
-const written = new Set([...Object.keys(heavyBuild.metafile.outputs).map((f) => basename(f)), 'nocow-core.js']);
-for (const name of await readdir(dist)) {
-  if (OURS.test(name) && !written.has(name)) await rm(join(dist, name));
+if (selfContained === undefined) {
+  // Files of an earlier build that this one did not write again.
+  const written = new Set([...Object.keys(heavyBuild.metafile.outputs).map((f) => basename(f)), 'nocow-core.js']);
+  for (const name of await readdir(dist)) {
+    if (OURS.test(name) && !written.has(name)) await rm(join(dist, name));
+  }
+} else {
+  await writeBundledPackages(selfContained, [heavyBuild.metafile, core.metafile, entry.metafile]);
+}
+
+/** DIR/bundled.txt, DIR/bundled-licenses.txt and yargs's locales, from what the bundles hold; and a check that they import no npm package. */
+async function writeBundledPackages(dir, metafiles) {
+  for (const m of metafiles) {
+    for (const [out, { imports }] of Object.entries(m.outputs)) {
+      const left = imports.filter((i) => i.external && !isNodeBuiltin(i.path) && !/^\.\.?\//.test(i.path)).map((i) => i.path);
+      if (left.length > 0) throw new Error(`esbuild: ${out} still imports ${left.join(', ')}`);
+    }
+  }
+  const lock = JSON.parse(await readFile(join(root, 'package-lock.json'), 'utf8'));
+  const nodeModules = join(root, 'node_modules');
+  /** package-lock.json's key of each package directory whose files are bundled (node_modules/a/node_modules/b). */
+  const keys = new Set();
+  for (const m of metafiles) {
+    for (const input of Object.keys(m.inputs)) {
+      const path = resolve(root, input);
+      if (!path.startsWith(`${nodeModules}/`)) continue;
+      const key = /^node_modules\/(?:@[^/]+\/)?[^/]+(?:\/node_modules\/(?:@[^/]+\/)?[^/]+)*/.exec(`node_modules/${path.slice(nodeModules.length + 1)}`)[0];
+      keys.add(key);
+    }
+  }
+  // One text of all the license files: the same few licenses, many times over, as one file per
+  // package would be rpmlint's files-duplicate.
+  const lines = new Set();
+  const texts = [];
+  for (const key of [...keys].sort()) {
+    const { name, version, license } = JSON.parse(await readFile(join(root, key, 'package.json'), 'utf8'));
+    const pinned = lock.packages?.[key]?.version;
+    if (pinned !== version) throw new Error(`esbuild: ${key} is ${name} ${version}, package-lock.json pins ${pinned ?? 'nothing there'}: run npm ci`);
+    if (lines.has(`${name} ${version}`)) continue;
+    lines.add(`${name} ${version}`);
+    const files = (await readdir(join(root, key))).filter((f) => /^(licen[cs]e|copying|notice)([.-][\w.-]+)?$/i.test(f)).sort();
+    if (files.length === 0) texts.push(`==> ${name} ${version}: no license file; its package.json says ${license} <==\n`);
+    for (const file of files) texts.push(`==> ${name} ${version}, ${key}/${file} (package.json: ${license}) <==\n${(await readFile(join(root, key, file), 'utf8')).trimEnd()}\n`);
+  }
+  await writeFile(
+    join(dir, 'bundled-licenses.txt'),
+    `The license files of the npm packages bundled in nocow-kit's command (dist/nocow-*.js), each as its\npackage has it; bundled.txt, the bundled(nodejs-NAME) Provides, lists the same packages.\n\n${texts.join('\n')}`,
+  );
+  await writeFile(join(dir, 'bundled.txt'), [...lines].sort().map((l) => `${l}\n`).join(''));
+  if (keys.has('node_modules/yargs')) await cp(join(root, 'node_modules/yargs/locales'), join(dist, 'locales/yargs'), { recursive: true, preserveTimestamps: true });
+  console.log(`esbuild: self-contained in ${dir}: ${lines.size} npm packages bundled (bundled.txt)`);
 }

@@ -4,21 +4,31 @@
 # ratio to `node -e 0` in the same round; the table gives the median of the ratios (bench/ab.mjs), so a
 # machine shared with other work slows both sides of a ratio alike. Prints Markdown for BENCHMARKS.md.
 #
-#   bench/startup.sh [--rounds N] [--against DIR]
+#   bench/startup.sh [--rounds N] [--build DIR] [--against DIR]
 #   --against DIR: also measure the build in DIR (another checkout, `npm run build` done there), in the
 #   same rounds: before and after a change, side by side.
+#   --build DIR: measure the build in DIR instead of this checkout's. For either option DIR is any
+#   directory with dist/bin/nocow.js beside templates/ and package.json: also an installed layout, such
+#   as /usr/lib/nocow-kit unpacked from an RPM (rpm2cpio FILE.rpm | cpio -idm). Rows of a DIR are
+#   labelled with its name.
 set -eu
 cd "$(dirname "$0")/.."
 rounds=40
+build=
 against=
 while [ $# -gt 0 ]; do
   case $1 in
     --rounds) rounds=$2; shift 2 ;;
+    --build) build=$(cd "$2" && pwd); shift 2 ;;
     --against) against=$(cd "$2" && pwd); shift 2 ;;
-    *) echo "usage: bench/startup.sh [--rounds N] [--against DIR]" >&2; exit 2 ;;
+    *) echo "usage: bench/startup.sh [--rounds N] [--build DIR] [--against DIR]" >&2; exit 2 ;;
   esac
 done
-[ -f dist/bin/nocow.js ] || { echo "bench: run npm run build first" >&2; exit 1; }
+if [ -n "$build" ]; then
+  [ -f "$build/dist/bin/nocow.js" ] || { echo "bench: $build/dist/bin/nocow.js missing" >&2; exit 1; }
+else
+  [ -f dist/bin/nocow.js ] || { echo "bench: run npm run build first" >&2; exit 1; }
+fi
 [ -z "$against" ] || [ -f "$against/dist/bin/nocow.js" ] || { echo "bench: $against/dist/bin/nocow.js missing: run npm run build there" >&2; exit 1; }
 
 work=$(mktemp -d)
@@ -42,7 +52,11 @@ EOF
 {
   echo "{ \"rounds\": $rounds, \"warmup\": 3, \"commands\": ["
   echo "  { \"name\": \"\`node -e 0\`\", \"argv\": [\"$node\", \"-e\", \"0\"] },"
-  rows '' "$PWD/dist/bin/nocow.js" this
+  if [ -n "$build" ]; then
+    rows " ($(basename "$build"))" "$build/dist/bin/nocow.js" this
+  else
+    rows '' "$PWD/dist/bin/nocow.js" this
+  fi
   if [ -n "$against" ]; then
     echo ','
     rows " ($(basename "$against"))" "$against/dist/bin/nocow.js" against
@@ -54,7 +68,7 @@ version=$(node -p 'require("./package.json").version')
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 [ -z "$(git status --porcelain -- src package.json esbuild.config.mjs 2>/dev/null)" ] || commit="$commit + uncommitted changes"
 cpu=$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1)
-echo "\`bench/startup.sh --rounds $rounds\`, $(date -u +%Y-%m-%d), nocow-kit $version ($commit), Node $(node --version),"
+echo "\`bench/startup.sh --rounds $rounds${build:+ --build $build}${against:+ --against $against}\`, $(date -u +%Y-%m-%d), nocow-kit $version ($commit), Node $(node --version),"
 echo "$(nproc) cores ($cpu), Linux $(uname -r). \`generate -o DIR\` writes to $(stat -f -c %T "$work") ($(df --output=source "$work" | tail -n 1))."
 echo "Default declaration (the libvirt profile); here /var/lib/libvirt/images is $( [ -d /var/lib/libvirt/images ] && echo "on $(stat -f -c %T /var/lib/libvirt/images)" || echo "missing, under $(stat -f -c %T /var/lib)")."
 echo

@@ -7,14 +7,17 @@
 #   --sign KEY   sign every package with rpmsign, gpg key KEY (GNUPGHOME from the environment)
 #
 # OUTDIR gets nocow-kit-VERSION-RELEASE.src.rpm and the noarch packages nocow-kit,
-# nocow-rpm-macros and nocow-apply-hook. Network: only npm's, to fill its cache when it
-# lacks a dependency; rpmbuild itself runs offline, from three sources made here:
+# nocow-rpm-macros and nocow-apply-hook. No network: rpmbuild runs from three sources
+# made here, from the checkout and its node_modules (npm ci: the versions package-lock.json
+# pins, which the bundling checks):
 #
 #   nocow-kit-VERSION.tgz          `npm pack` of the checkout (what the npm registry gets)
-#   nocow-kit-VERSION-nm-prod.tgz  its production node_modules, as package-lock.json pins
-#                                  them (`npm ci --omit=dev` in the unpacked tarball)
-#   nocow-kit-VERSION-bundled.txt  "NAME VERSION" per bundled npm package: the spec's
-#                                  bundled() Provides
+#   nocow-kit-VERSION-bundle.tgz   `npm run bundle`: the command with every npm dependency
+#                                  bundled (dist/), and their license files in one text
+#                                  (bundled-licenses.txt); always made from src/, even with
+#                                  --no-build
+#   nocow-kit-VERSION-bundled.txt  "NAME VERSION" per npm package in that bundle: the
+#                                  spec's bundled() Provides
 #
 # rpmbuild runs with --nodeps: on Debian its database is empty (no nodejs package in it).
 set -eu
@@ -56,7 +59,7 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/nocow-build-rpm.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 TOP=$WORK/rpmbuild
 SOURCES=$TOP/SOURCES
-mkdir -p "$SOURCES" "$WORK/prod"
+mkdir -p "$SOURCES"
 
 # Sources are dated by the checkout's last commit, so the same commit gives the same tarballs.
 SOURCE_DATE_EPOCH=$(git -C "$REPO" log -1 --format=%ct 2>/dev/null || date +%s)
@@ -78,23 +81,13 @@ if [ -n "$missing" ]; then
   exit 1
 fi
 
-# The production dependencies, exactly as package-lock.json pins them (the versions the
-# tests ran with), without install scripts; from npm's cache where it has them.
-tar -xzf "$TGZ" -C "$WORK/prod" --strip-components=1
-cp package-lock.json "$WORK/prod/"
-(cd "$WORK/prod" && npm ci --omit=dev --ignore-scripts --prefer-offline --no-audit --no-fund --loglevel=error >&2)
-# shellcheck disable=SC2016 # JavaScript, single-quoted on purpose
-node -e '
-  const lock = require(process.argv[1]);
-  const seen = new Set();
-  for (const [key, entry] of Object.entries(lock.packages ?? {})) {
-    const name = key.slice(key.lastIndexOf("node_modules/") + "node_modules/".length);
-    if (key.startsWith("node_modules/") && !entry.link && entry.version) seen.add(`${name} ${entry.version}`);
-  }
-  process.stdout.write([...seen].sort().map((l) => `${l}\n`).join(""));
-' "$WORK/prod/node_modules/.package-lock.json" >"$SOURCES/nocow-kit-$version-bundled.txt"
+# The command as the RPM ships it, with its npm dependencies bundled: esbuild's metafile
+# says which packages' code is in the bundle, and esbuild.config.mjs checks each one's
+# version against package-lock.json (the versions the tests ran with).
+npm run --silent bundle -- "$WORK/bundle" >&2
+cp "$WORK/bundle/bundled.txt" "$SOURCES/nocow-kit-$version-bundled.txt"
 tar --sort=name --mtime="@$SOURCE_DATE_EPOCH" --owner=0 --group=0 --numeric-owner \
-  -C "$WORK/prod" -cf - node_modules | gzip -9n >"$SOURCES/nocow-kit-$version-nm-prod.tgz"
+  -C "$WORK/bundle" -cf - dist bundled-licenses.txt | gzip -9n >"$SOURCES/nocow-kit-$version-bundle.tgz"
 
 # The Packager tag, as a build system sets it: %packager if rpm has one (~/.rpmmacros),
 # else RPM_PACKAGER, else the author of the spec's latest %changelog entry.

@@ -3,11 +3,12 @@
 // finds no error in them; rpm installs them into a scratch root, where the nocow command,
 // its man page and the hook run; and a downstream spec that BuildRequires nocow-rpm-macros
 // builds against the macro file as that package installed it, and its %posttrans makes a
-// +C subvolume on a real Btrfs root.
+// +C subvolume on a real Btrfs root. The nocow-kit package ships the command as one
+// bundle (npm run bundle), no node_modules tree.
 import t from 'tap';
 import { execa, type Options } from 'execa';
 import { rmSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, readlink, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, readlink, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { builtCli } from './helpers/cli.js';
@@ -16,6 +17,7 @@ import { parseObservations, runInFs } from './helpers/fs.js';
 const REPO = join(import.meta.dirname, '..');
 const CHROOT_SH = join(import.meta.dirname, 'helpers', 'chroot.sh');
 const pkg = JSON.parse(await readFile(join(REPO, 'package.json'), 'utf8')) as { version: string; dependencies: Record<string, string> };
+const lock = JSON.parse(await readFile(join(REPO, 'package-lock.json'), 'utf8')) as { packages: Record<string, { version?: string; dev?: boolean }> };
 const V = pkg.version;
 const RELEASE = '1';
 
@@ -67,7 +69,13 @@ async function setUp() {
   await execa('rpm', ['--root', SCRATCH, '--dbpath', '/var/lib/rpm', '--initdb']);
   await execa('rpm', ['--root', SCRATCH, '--dbpath', '/var/lib/rpm', '--import', publicKey]);
   const install = await rpmScratch(['-i', '--nodeps', ...BINARY]);
-  return { build, seconds, keyDb, install };
+
+  // What npm run bundle writes, for the file list the package must have (esbuild's output is
+  // the same for the same sources: build-rpm.sh's bundle has these names).
+  const bundle = join(WORK, 'bundle');
+  await execa('npm', ['run', '--silent', 'bundle', '--', bundle], { cwd: REPO });
+  const bundleFiles = (await readdir(join(bundle, 'dist'), { recursive: true, withFileTypes: true })).filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name).slice(bundle.length + 1));
+  return { build, seconds, keyDb, install, bundleFiles };
 }
 const ready = setUp().catch((error: unknown) => (error instanceof Error ? error : new Error(String(error))));
 /** Every test fails, with the cause, when the setup did. */
@@ -91,7 +99,7 @@ const requires = async (file: string) =>
     .filter((l) => l && !l.startsWith('rpmlib('));
 
 t.test('GIVEN the checkout WHEN packaging/build-rpm.sh builds it THEN a source RPM and three signed noarch packages, each holding what it should', async (t) => {
-  const { build, seconds } = await setup();
+  const { build, seconds, bundleFiles } = await setup();
   t.comment(`build-rpm.sh: ${seconds.toFixed(1)} s`);
   t.same(build.stdout.split('\n').sort(), Object.values(RPMS).sort(), 'it prints the path of each package it wrote, and writes those four');
   for (const file of Object.values(RPMS)) {
@@ -120,7 +128,6 @@ t.test('GIVEN the checkout WHEN packaging/build-rpm.sh builds it THEN a source R
     '/usr/lib/nocow-kit/package.json',
     '/usr/lib/nocow-kit/dist/bin/nocow.js',
     '/usr/lib/nocow-kit/templates/nocow-lib.sh.ejs',
-    '/usr/lib/nocow-kit/node_modules/yargs/package.json',
     '/usr/share/man/man1/nocow.1.gz',
     '/usr/share/bash-completion/completions/nocow',
     '/usr/share/zsh/site-functions/_nocow',
@@ -134,16 +141,26 @@ t.test('GIVEN the checkout WHEN packaging/build-rpm.sh builds it THEN a source R
   const outside = kitFiles.filter((f) => !/^\/usr\/(bin\/nocow$|lib\/nocow-kit\/|share\/(man\/man1\/nocow\.1\.gz|bash-completion\/completions\/nocow|zsh\/site-functions\/_nocow|doc\/nocow-kit[^/]*\/|licenses\/nocow-kit[^/]*\/))/.test(f));
   t.same(outside, [], 'nothing else');
   const app = kitFiles.filter((f) => f.startsWith('/usr/lib/nocow-kit/')).map((f) => f.slice('/usr/lib/nocow-kit/'.length));
-  t.same([...new Set(app.map((f) => f.split('/')[0]))].sort(), ['dist', 'node_modules', 'package.json', 'templates'], '/usr/lib/nocow-kit: the npm package\'s dist, templates and package.json, and node_modules');
-  t.same(app.filter((f) => !f.startsWith('node_modules/') && /\.(ts|map)$|^dist\/scripts\//.test(f)), [], 'no TypeScript, source maps or build scripts of the project');
-  const devDependencies = Object.keys((JSON.parse(await readFile(join(REPO, 'package.json'), 'utf8')) as { devDependencies: Record<string, string> }).devDependencies);
-  t.same(app.filter((f) => devDependencies.some((d) => f.startsWith(`node_modules/${d}/`)) || /^node_modules\/(\.bin\/|\.package-lock\.json$)/.test(f)), [], 'no dev dependency, command link or npm bookkeeping');
+  const listed = (await execa('rpm', ['-qlp', RPMS.kit])).stdout.split('\n');
+  t.same(listed.filter((f) => /(^|\/)node_modules(\/|$)/.test(f)), [], 'rpm -qlp: no node_modules path');
+  const templates = (await readdir(join(REPO, 'templates'))).map((f) => `templates/${f}`);
+  t.same(app.sort(), ['package.json', ...templates, ...bundleFiles].sort(), '/usr/lib/nocow-kit: exactly what npm run bundle writes in dist/ (the command, yargs\'s message catalogs), the templates and package.json');
+  // 81 files for 0.1.0 (a node_modules tree made it 1,721): 18 of JavaScript, 29 message
+  // catalogs of yargs, 16 templates, package.json, the link, man page, 2 completions, 11
+  // documents, 2 license files. 100 leaves room for a few more documents or templates.
+  t.ok(kitFiles.length <= 100, `nocow-kit: ${kitFiles.length} files, at most 100`);
+  const jsFiles = app.filter((f) => f.endsWith('.js'));
+  t.ok(jsFiles.length <= 25, `the command in ${jsFiles.length} JavaScript files, at most 25: the bundle, split where start-up needs it`);
   // Not "nodejs >= 20": Fedora's nodejs has Epoch 1, and nodejs-1:18 would meet that.
   t.ok((await requires(RPMS.kit)).includes('nodejs(engine) >= 20'), 'Requires: nodejs(engine) >= 20');
   const provides = (await qp(RPMS.kit, '[%{PROVIDENAME} %{PROVIDEFLAGS:depflags} %{PROVIDEVERSION}\n]')).split('\n').map((l) => l.trim());
   for (const [name, version] of Object.entries(pkg.dependencies)) {
     t.ok(provides.includes(`bundled(nodejs-${name}) = ${version}`), `Provides: bundled(nodejs-${name}) = ${version}`);
   }
+  const pinned = new Set(Object.entries(lock.packages).filter(([key, e]) => key.startsWith('node_modules/') && !e.dev).map(([key, e]) => `${key.slice(key.lastIndexOf('node_modules/') + 'node_modules/'.length)} ${e.version}`));
+  const bundled = provides.filter((p) => p.startsWith('bundled(')).map((p) => p.replace(/^bundled\(nodejs-(\S+)\) = (\S+)$/, '$1 $2'));
+  t.same(bundled.filter((b) => !pinned.has(b)), [], `each of the ${bundled.length} bundled() Provides: a production package at the version package-lock.json pins`);
+  t.ok(kitFiles.some((f) => /^\/usr\/share\/licenses\/nocow-kit[^/]*\/bundled-licenses\.txt$/.test(f)), '%license bundled-licenses.txt: the license files of the bundled packages');
   t.equal(await qp(RPMS.kit, '%{ARCH}'), 'noarch');
   // Published nowhere yet: no URL rather than one naming a page that does not exist.
   t.equal(await qp(RPMS.kit, '%{URL}'), '(none)', 'no URL while the package is unpublished');
@@ -152,7 +169,7 @@ t.test('GIVEN the checkout WHEN packaging/build-rpm.sh builds it THEN a source R
   t.equal(lint.exitCode, 0, `build-rpm.sh is shellcheck-clean\n${lint.stdout}`);
 
   const srpmFiles = (await execa('rpm', ['-qpl', RPMS.src])).stdout.split('\n').sort();
-  t.same(srpmFiles, [`nocow-kit-${V}-bundled.txt`, `nocow-kit-${V}-nm-prod.tgz`, `nocow-kit-${V}.tgz`, 'nocow-kit.spec'], 'the source RPM: the spec and the three sources, so it rebuilds offline');
+  t.same(srpmFiles, [`nocow-kit-${V}-bundle.tgz`, `nocow-kit-${V}-bundled.txt`, `nocow-kit-${V}.tgz`, 'nocow-kit.spec'], 'the source RPM: the spec and the three sources, so it rebuilds offline');
 });
 
 t.test('GIVEN the source RPM WHEN rebuilt by rpmbuild --rebuild without a network THEN the same three packages, file for file and byte for byte', async (t) => {
@@ -179,11 +196,12 @@ t.test('GIVEN the four packages WHEN checked by rpmlint THEN it reports no error
     { env: { KEYDB: keyDb, RC: join(REPO, 'packaging/nocow-kit.rpmlintrc') }, reject: false },
   );
   const findings = lint.stdout.split('\n').filter((l) => /^\S+: [EW]: /.test(l));
-  // files-duplicate: many, and all in the bundled node_modules (LICENSE files, .d.ts twins)
-  const shown = lint.stdout.split('\n').filter((l) => !/ W: files-duplicate /.test(l)).join('\n');
   t.match(lint.stdout, /4 packages and 0 specfiles checked; 0 errors,/, 'rpmlint: 0 errors');
-  if (!/ 0 errors,/.test(lint.stdout)) t.comment(`${shown}\n${lint.stderr}`);
+  if (!/ 0 errors,/.test(lint.stdout)) t.comment(`${lint.stdout}\n${lint.stderr}`);
   t.same(findings.filter((l) => / E: /.test(l)), [], 'no E: line (unused-rpmlintrc-filter would be one)');
+  // A node_modules tree made hundreds (identical LICENSE files, .d.ts and .d.cts twins); the
+  // bundled packages' licenses are one text.
+  t.same(findings.filter((l) => / W: files-duplicate/.test(l)), [], 'no files-duplicate');
   const warnings = [...new Set(findings.map((l) => l.replace(/^(\S+: W: \S+).*/, '$1')))].sort();
   t.comment(`rpmlint warnings (kinds): ${warnings.join('; ')}`);
   t.equal(lint.exitCode, 0, 'exit status 0');
@@ -224,6 +242,44 @@ t.test('GIVEN the packages installed with rpm -i --root into a scratch root THEN
     t.ok(shipped.equals(await readFile(join(generated, file))), `${installed}: what the installed nocow generates`);
   }
   t.equal((await stat(join(SCRATCH, 'usr/libexec/nocow-kit/nocow-apply.sh'))).mode & 0o777, 0o755, 'the hook is executable');
+});
+
+t.test('GIVEN the installed command WHEN it gives help (in German too), reads a YAML declaration, inspects and applies THEN it opens no node_modules file and prints what the repository\'s build prints', async (t) => {
+  await setup();
+  const bin = join(SCRATCH, 'usr/bin/nocow');
+  const root = await mkdtemp(join(WORK, 'installed-root-'));
+  const declaration = join(WORK, 'installed.yaml');
+  await writeFile(declaration, 'targets:\n  - name: disks\n    path: /srv/disks\n    mode: "0750"\n');
+  const env = { PATH: `${dirname(process.execPath)}:/usr/sbin:/usr/bin:/sbin:/bin`, HOME: WORK };
+  const trace = join(WORK, 'installed.trace');
+  // Each line exercises one bundled package besides the core: yargs (help, and its message
+  // catalogs), yaml and zod (the declaration), execa (apply runs the shell script).
+  const lines: [string[], Record<string, string>][] = [
+    [['--help'], {}],
+    [['generate', '--help'], {}],
+    [['status', '--help'], { LANG: 'de_DE.UTF-8' }],
+    [['generate', '-c', declaration, 'tmpfiles', 'macros'], {}],
+    [['generate', '-c', declaration, '--kickstart-log', 'x'], {}],
+    [['generate'], {}],
+    [['status', '--json', '--root', root], {}],
+    [['apply', '--root', root, '-c', declaration], {}],
+  ];
+  for (const [args, extra] of lines) {
+    // env -u NODE_OPTIONS: without the --import of tap's process tracking, which loads from node_modules.
+    const installed = await execa('env', ['-u', 'NODE_OPTIONS', 'strace', '-f', '-qq', '-e', 'trace=openat,open,stat,statx,newfstatat', '-o', trace, bin, ...args], { cwd: WORK, env: { ...env, ...extra }, extendEnv: false, reject: false });
+    const repo = await execa(process.execPath, [CLI, ...args], { cwd: WORK, env: { ...env, ...extra }, extendEnv: false, reject: false });
+    const label = `${Object.entries(extra).map(([k, v]) => `${k}=${v} `).join('')}nocow ${args.join(' ')}`;
+    t.same({ rc: installed.exitCode, out: installed.stdout, err: installed.stderr }, { rc: repo.exitCode, out: repo.stdout, err: repo.stderr }, `${label}: the same status and output as the repository's build`);
+    const traced = await readFile(trace, 'utf8');
+    const looked = traced.match(/"[^"]*node_modules[^"]*"/g) ?? [];
+    t.same([...new Set(looked)], [], `${label}: no node_modules path looked up or opened`);
+    if ((args[0] === 'generate' && args.length === 1) || (args[0] === 'status' && !args.includes('--help'))) {
+      // The fast path of the bundle as of the npm build: the core alone, no yargs, yaml or execa.
+      const loaded = [...traced.matchAll(/open(?:at)?\(.*"[^"]*\/usr\/lib\/nocow-kit\/(dist\/[^"]*\.js)".*\) = \d+$/gm)].map((m) => m[1]);
+      t.same([...new Set(loaded)].sort(), ['dist/bin/nocow.js', 'dist/nocow-core.js'], `${label}: the fast path, loading the core alone`);
+    }
+  }
+  t.match((await execa(bin, ['status', '--help'], { cwd: WORK, env: { ...env, LANG: 'de_DE.UTF-8' }, extendEnv: false })).stdout, /^Optionen:$/m, 'yargs\'s German catalog, from the package\'s own copy');
 });
 
 t.test('GIVEN the installed man page and completions THEN man renders the page with its NAME section, and the completions are in place', async (t) => {
