@@ -38,8 +38,8 @@ cd "$REPO"
 if [ "$build" = yes ]; then npm run --silent build >&2; fi
 [ -f dist/bin/nocow.js ] || { echo "build-deb: dist/bin/nocow.js missing: run npm run build" >&2; exit 1; }
 version=$(node -p 'require("./package.json").version')
-# The helper's path, where the RPM's %nocow_apply finds it too (src/render/render.ts).
-hook=$(node --input-type=module -e 'import { HOOK_PATH } from "./dist/render/render.js"; process.stdout.write(HOOK_PATH)')
+# The helper's path, where the RPM's %nocow_apply finds it too (src/facts.ts).
+hook=$(node --input-type=module -e 'import { HOOK_PATH } from "./dist/facts.js"; process.stdout.write(HOOK_PATH)')
 maintainer='nocow-kit maintainers <maintainers@users.noreply.r-seed-aca18db8.example>'
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/nocow-build-deb.XXXXXX")
