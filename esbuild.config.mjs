@@ -29,9 +29,10 @@
 //
 //   DIR/dist/bin/nocow.js, DIR/dist/nocow-*.js   the command, importing nothing but Node's built-ins
 //   DIR/dist/locales/yargs/*.json                 yargs's messages, which it reads at run time by path
-//   DIR/bundled.txt                               "NAME VERSION" of each npm package whose code is in
-//                                                 the bundles (esbuild's metafile), checked against
-//                                                 package-lock.json: the spec's bundled() Provides
+//   DIR/bundled.txt                               "NAME VERSION LICENSE" of each npm package whose code
+//                                                 is in the bundles (esbuild's metafile), checked against
+//                                                 package-lock.json: the spec's bundled() Provides and
+//                                                 License (LICENSE: package.json's SPDX expression)
 //   DIR/bundled-licenses.txt                      their license files, one after another
 import { build } from 'esbuild';
 import { cp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -256,8 +257,11 @@ async function writeBundledPackages(dir, metafiles) {
     const { name, version, license } = JSON.parse(await readFile(join(root, key, 'package.json'), 'utf8'));
     const pinned = lock.packages?.[key]?.version;
     if (pinned !== version) throw new Error(`esbuild: ${key} is ${name} ${version}, package-lock.json pins ${pinned ?? 'nothing there'}: run npm ci`);
-    if (lines.has(`${name} ${version}`)) continue;
-    lines.add(`${name} ${version}`);
+    if (typeof license !== 'string' || !/^[\w.+-]+( (AND|OR|WITH) [\w.+-]+)*$|^\([\w.+ -]+\)$/.test(license)) {
+      throw new Error(`esbuild: ${key}: package.json's license ${JSON.stringify(license)} is not an SPDX expression the spec's License can take`);
+    }
+    if ([...lines].some((l) => l.startsWith(`${name} ${version} `))) continue;
+    lines.add(`${name} ${version} ${license}`);
     const files = (await readdir(join(root, key))).filter((f) => /^(licen[cs]e|copying|notice)([.-][\w.-]+)?$/i.test(f)).sort();
     if (files.length === 0) texts.push(`==> ${name} ${version}: no license file; its package.json says ${license} <==\n`);
     for (const file of files) texts.push(`==> ${name} ${version}, ${key}/${file} (package.json: ${license}) <==\n${(await readFile(join(root, key, file), 'utf8')).trimEnd()}\n`);

@@ -16,8 +16,8 @@
 #                                  bundled (dist/), and their license files in one text
 #                                  (bundled-licenses.txt); always made from src/, even with
 #                                  --no-build
-#   nocow-kit-VERSION-bundled.txt  "NAME VERSION" per npm package in that bundle: the
-#                                  spec's bundled() Provides
+#   nocow-kit-VERSION-bundled.txt  "NAME VERSION LICENSE" per npm package in that bundle: the
+#                                  spec's bundled() Provides and License
 #
 # rpmbuild runs with --nodeps: on Debian its database is empty (no nodejs package in it).
 set -eu

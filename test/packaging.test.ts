@@ -160,6 +160,12 @@ t.test('GIVEN the checkout WHEN packaging/build-rpm.sh builds it THEN a source R
   const pinned = new Set(Object.entries(lock.packages).filter(([key, e]) => key.startsWith('node_modules/') && !e.dev).map(([key, e]) => `${key.slice(key.lastIndexOf('node_modules/') + 'node_modules/'.length)} ${e.version}`));
   const bundled = provides.filter((p) => p.startsWith('bundled(')).map((p) => p.replace(/^bundled\(nodejs-(\S+)\) = (\S+)$/, '$1 $2'));
   t.same(bundled.filter((b) => !pinned.has(b)), [], `each of the ${bundled.length} bundled() Provides: a production package at the version package-lock.json pins`);
+  // License: ours (MIT) and every license of a bundled package, as package-lock.json records it.
+  const lockLicense = new Map(Object.entries(lock.packages).filter(([key]) => key.startsWith('node_modules/')).map(([key, e]) => [`${key.slice(key.lastIndexOf('node_modules/') + 'node_modules/'.length)} ${e.version}`, e.license]));
+  const bundledLicenses = new Set(bundled.map((b) => lockLicense.get(b)));
+  t.ok(bundledLicenses.has('Apache-2.0') && bundledLicenses.has('ISC'), `the bundle holds Apache-2.0 (ejs) and ISC (yaml) code: ${[...bundledLicenses].join(', ')}`);
+  t.equal(await qp(RPMS.kit, '%{LICENSE}'), ['MIT', ...[...bundledLicenses].filter((l) => l !== 'MIT').sort()].join(' AND '), 'License: MIT and every bundled package\'s license');
+  t.equal(await qp(RPMS.macros, '%{LICENSE}'), 'MIT', 'nocow-rpm-macros: our text only');
   t.ok(kitFiles.some((f) => /^\/usr\/share\/licenses\/nocow-kit[^/]*\/bundled-licenses\.txt$/.test(f)), '%license bundled-licenses.txt: the license files of the bundled packages');
   t.equal(await qp(RPMS.kit, '%{ARCH}'), 'noarch');
   // Published nowhere yet: no URL rather than one naming a page that does not exist.
