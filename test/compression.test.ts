@@ -2,12 +2,17 @@
 // makes chattr +C fail with "Invalid argument", and a compress-force mount stores +C files
 // uncompressed. The scriptlet and apply say so in one line; status names it. Real Btrfs.
 import t from 'tap';
-import { readFile } from 'node:fs/promises';
+import { execa } from 'execa';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { planArtifacts } from '../src/plan.js';
+import { renderPlan } from '../src/render/render.js';
+import { loadTemplates } from '../src/templates.js';
 import { PRELUDE, SHELLS, renderFor, result } from './helpers/artifacts.js';
 import { target } from './helpers/target.js';
 import { builtCli } from './helpers/cli.js';
-import { NOCOW_FN } from './helpers/capture.js';
+import { NOCOW_FN, readRan } from './helpers/capture.js';
 import { runInFs } from './helpers/fs.js';
 
 const cli = builtCli();
@@ -204,4 +209,69 @@ t.test('GIVEN the hook with -c clear, nocow apply with compression: clear, and e
   t.match(await result(a, 'op'), { rc: 0, err: '', out: /^nocow: srv-op: set-nocow: cleared compression \(\+c, compression=zlib\), then \+C on \S+\/srv\/op\n$/ });
   t.match(await result(a, 'apply'), { rc: 0, err: '', out: /^nocow: decl: set-nocow: cleared compression \(\+c, compression=zlib\), then \+C on \S+\/srv\/decl\n$/ });
   t.equal(await read('cleared'), '---------------C------ ---------------C------\n', 'both +C, +c gone');
+});
+
+t.test('GIVEN a package whose %posttrans is %nocow_posttrans -c clear WHEN rpm installs it onto a Btrfs root where its directory already exists with +c THEN the directory becomes a +C subvolume without +c, and rpm prints the one line saying so', async (t) => {
+  const work = await mkdtemp(join(tmpdir(), 'nocow-rpm-compress-'));
+  t.teardown(() => rm(work, { recursive: true, force: true }));
+  const [macros] = renderPlan(planArtifacts({ sources: ['config:rpm.yaml'], targets: [target()] }, ['macros'], 'test'), await loadTemplates());
+  await writeFile(join(work, 'macros.nocow'), macros!.content);
+  const path = '/var/lib/nocow-test/images';
+  await writeFile(
+    join(work, 'test.spec'),
+    `Name: nocow-compress
+Version: 1
+Release: 1
+Summary: Test package for the macros' compression option
+License: MIT
+BuildArch: noarch
+%nocow_requires
+
+%description
+Owns one directory, made a NOCOW subvolume on Btrfs, its compression cleared first.
+
+%install
+mkdir -p %{buildroot}${path}
+
+%files
+%dir %attr(0711,root,kvm) ${path}
+
+%posttrans
+%nocow_posttrans -c clear -m 0711 -g kvm ${path}
+`,
+  );
+  const rpmbuild = await execa('rpmbuild', ['--quiet', '--load', join(work, 'macros.nocow'), '--define', `_topdir ${work}/top`, '-bb', join(work, 'test.spec')], { reject: false });
+  t.equal(rpmbuild.exitCode, 0, rpmbuild.stderr);
+  const evaluate = (call: string) => execa('rpm', ['--load', join(work, 'macros.nocow'), '--eval', call], { reject: false });
+  const lastLine = async (call: string) => (await evaluate(call)).stdout.trimEnd().split('\n').at(-1);
+  t.equal(await lastLine('%nocow_posttrans -c clear /srv/x'), "nocow_target 'srv-x' '/srv/x' 'auto' 'yes' '0755' 'root' 'root' 'keep-checksums' 'clear'", '%nocow_posttrans -c clear: the target\'s ninth word');
+  t.equal(await lastLine('%nocow_posttrans /srv/x'), "nocow_target 'srv-x' '/srv/x' 'auto' 'yes' '0755' 'root' 'root' 'keep-checksums'", 'without -c: the call as before');
+  t.match(await lastLine('%nocow_apply -c clear -s never /srv/x'), / --scriptlet -s never -c clear -- '\/srv\/x' \|\| :$/, '%nocow_apply -c clear: passed to the helper');
+  for (const call of ['%nocow_posttrans -c bogus /srv/x', '%nocow_apply -c bogus /srv/x']) {
+    const r = await evaluate(call);
+    t.not(r.exitCode, 0, `${call}: rpm fails`);
+    t.match(r.stderr, /: -c bogus: expected one of: keep, clear/, `${call}: in the words of a declaration`);
+  }
+  const fs = await runInFs({
+    fs: 'btrfs',
+    env: { A: work, CHROOT_SH: join(import.meta.dirname, 'helpers', 'chroot.sh'), P: path, PKG: join(work, 'top/RPMS/noarch/nocow-compress-1-1.noarch.rpm') },
+    script: String.raw`${NOCOW_FN}
+      . "$CHROOT_SH"
+      R=$MNT/root
+      make_root "$R"
+      mkdir -p "$R$P"
+      chattr +c "$R$P"
+      lsattr -d "$R$P" | cut -d' ' -f1 >"$A/before"
+      capture install rpm_root "$R" -i "$PKG"
+      echo "$(lsattr -d "$R$P" | cut -d' ' -f1) [$(btrfs property get "$R$P" compression)] $(stat -c '%i %a %g' "$R$P")" >"$A/after"`,
+  });
+  t.equal(fs.exitCode, 0, fs.stderr);
+  const read = (name: string) => readFile(join(work, name), 'utf8');
+  t.equal(await read('before'), '--------c-------------\n', 'the directory is marked for compression before the install');
+  t.same(await readRan(work, 'install'), {
+    rc: 0,
+    out: `nocow: var-lib-nocow-test-images: converted: empty directory ${path} into a subvolume with +C (compression cleared first: +c, compression=zlib)\n`,
+    err: '',
+  });
+  t.equal(await read('after'), '---------------C------ [] 256 711 36\n', '+C, no +c, no compression property; a subvolume with the packaged mode and group');
 });
