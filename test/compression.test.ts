@@ -179,7 +179,7 @@ for (const shell of SHELLS) {
   });
 }
 
-t.test('GIVEN the hook with -c clear, nocow apply with compression: clear, and each given a bad compression value WHEN run THEN the marks are cleared before +C; a bad value is one line, exit 2, nothing changed', async (t) => {
+t.test('GIVEN the hook with -c clear, nocow apply with compression: clear, and each given a bad compression value WHEN run THEN status says apply clears the marks, and they are cleared before +C; a bad value is one line, exit 2, nothing changed', async (t) => {
   const a = await renderFor([target({ name: 'unused', path: '/srv/unused', subvolume: 'never' })], t);
   const fs = await runInFs({
     fs: 'btrfs',
@@ -194,6 +194,7 @@ t.test('GIVEN the hook with -c clear, nocow apply with compression: clear, and e
       echo "$(flags "$R/srv/op") $(flags "$R/srv/decl")" >"$A/untouched"
       capture op dash "$A/nocow-apply.sh" --root "$R" -c clear -s never -- /srv/op
       printf 'targets:\n  - {name: decl, path: /srv/decl, subvolume: never, compression: clear}\n' >"$A/good.yaml"
+      nocow status status --root "$R" -c "$A/good.yaml"
       nocow apply apply --root "$R" -c "$A/good.yaml"
       echo "$(flags "$R/srv/op") $(flags "$R/srv/decl")" >"$A/cleared"`,
   });
@@ -207,6 +208,7 @@ t.test('GIVEN the hook with -c clear, nocow apply with compression: clear, and e
   t.match(applybad.err, /^nocow: error: \S+bad\.yaml: targets\[0\]\.compression: "bogus" is not allowed; expected one of: keep, clear\n$/, 'one line naming the field, the value and what is allowed');
   t.equal(await read('untouched'), '--------c------------- --------c-------------\n', 'nothing changed by a bad value');
   t.match(await result(a, 'op'), { rc: 0, err: '', out: /^nocow: srv-op: set-nocow: cleared compression \(\+c, compression=zlib\), then \+C on \S+\/srv\/op\n$/ });
+  t.match(await result(a, 'status'), { rc: 1, out: /no \+C on the directory: it is marked for compression \(\+c, compression=zlib\), which \+C cannot be set with \(nocow apply clears it first: compression: clear\)/ }, 'status: apply will clear it');
   t.match(await result(a, 'apply'), { rc: 0, err: '', out: /^nocow: decl: set-nocow: cleared compression \(\+c, compression=zlib\), then \+C on \S+\/srv\/decl\n$/ });
   t.equal(await read('cleared'), '---------------C------ ---------------C------\n', 'both +C, +c gone');
 });
