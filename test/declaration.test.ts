@@ -17,7 +17,7 @@ function one(fields: Record<string, unknown>) {
 
 /** The target validation makes of `{ name: vm, path: /srv/vm }` in SOURCE, with overrides. */
 const target = (overrides: Partial<Target> = {}): Target =>
-  baseTarget({ path: '/srv/vm', mode: '0755', group: 'root', defrag: 'auto', source: SOURCE, ...overrides });
+  baseTarget({ path: '/srv/vm', mode: '0755', group: 'root', defrag: 'auto', compression: 'keep', source: SOURCE, ...overrides });
 
 t.test('validate', async (t) => {
   t.test('GIVEN a system target with only name and path WHEN validated THEN every default is filled in', async (t) => {
@@ -44,6 +44,7 @@ t.test('validate', async (t) => {
       group: '27',
       redundancy: 'force-nocow',
       defrag: 'on',
+      compression: 'clear',
     } as const;
     const result = validateDeclaration({ targets: [fields] }, 'profile:x', 'whatever');
     t.same(result.problems, []);
@@ -189,6 +190,20 @@ t.test('validate', async (t) => {
     for (const nocow of [true, false]) t.same(one({ name: 'vm', path: '/srv/vm', nocow }).problems, []);
   });
 
+  t.test('GIVEN the compression setting WHEN validated THEN keep and clear pass, keep by default, and anything else is one line listing them', async (t) => {
+    t.equal(one({ name: 'vm', path: '/srv/vm' }).targets[0]?.compression, 'keep');
+    for (const compression of ['keep', 'clear'] as const) t.strictSame(one({ name: 'vm', path: '/srv/vm', compression }).targets, [target({ compression })]);
+    for (const compression of ['bogus', 'Clear', 'none', '', true, null]) {
+      const result = one({ name: 'vm', path: '/srv/vm', compression });
+      t.strictSame(
+        result.problems,
+        [`nocow.yaml: targets[0].compression: ${JSON.stringify(compression)} is not allowed; expected one of: keep, clear`],
+        `rejects ${JSON.stringify(compression)}`,
+      );
+      t.strictSame(result.targets, [], 'and yields no target');
+    }
+  });
+
   t.test('GIVEN the defrag setting WHEN validated THEN auto, on and off pass, auto by default, and anything else is one line listing them', async (t) => {
     t.equal(one({ name: 'vm', path: '/srv/vm' }).targets[0]?.defrag, 'auto');
     for (const defrag of ['auto', 'on', 'off'] as const) t.strictSame(one({ name: 'vm', path: '/srv/vm', defrag }).targets, [target({ defrag })]);
@@ -206,8 +221,8 @@ t.test('validate', async (t) => {
     const result = validateDeclaration({ target: [], targets: [{ name: 'vm', path: '/srv/vm', colour: 'red', 'odd key': 1 }] }, SOURCE, FILE);
     t.strictSame(result.problems, [
       'nocow.yaml: target: unknown field; expected one of: targets',
-      'nocow.yaml: targets[0].colour: unknown field; expected one of: name, path, scope, subvolume, nocow, mode, user, group, redundancy, defrag',
-      'nocow.yaml: targets[0]["odd key"]: unknown field; expected one of: name, path, scope, subvolume, nocow, mode, user, group, redundancy, defrag',
+      'nocow.yaml: targets[0].colour: unknown field; expected one of: name, path, scope, subvolume, nocow, mode, user, group, redundancy, defrag, compression',
+      'nocow.yaml: targets[0]["odd key"]: unknown field; expected one of: name, path, scope, subvolume, nocow, mode, user, group, redundancy, defrag, compression',
     ]);
     t.same(result.targets, []);
   });
@@ -253,7 +268,7 @@ t.test('validate', async (t) => {
       'nocow.yaml: targets[1].path: "rel" is not allowed; expected an absolute path starting with "/"',
       'nocow.yaml: targets[1].subvolume: "yes" is not allowed; expected one of: auto, never',
       'nocow.yaml: targets[1].mode: 700 is not allowed; expected a string of 3 or 4 octal digits; quote it, e.g. "0700" (YAML 1.2 reads 0700 as the decimal number 700)',
-      'nocow.yaml: targets[2].extra: unknown field; expected one of: name, path, scope, subvolume, nocow, mode, user, group, redundancy, defrag',
+      'nocow.yaml: targets[2].extra: unknown field; expected one of: name, path, scope, subvolume, nocow, mode, user, group, redundancy, defrag, compression',
     ]);
     t.same(result.targets.map((x) => x.name), ['ok', 'ok3']);
   });
@@ -327,6 +342,16 @@ t.test('combine', async (t) => {
     t.equal(declaration.targets[0]?.defrag, 'auto', 'the first declaration is kept');
   });
 
+  t.test('GIVEN one target with another compression setting in a second source WHEN combined THEN it is a conflict naming the setting', async (t) => {
+    const { problems } = combineSources([
+      { source: 'profile:libvirt', targets: [target({ name: 'libvirt', source: 'profile:libvirt' })] },
+      { source: 'config:x.yaml', targets: [target({ name: 'libvirt', compression: 'clear', source: 'config:x.yaml' })] },
+    ]);
+    t.strictSame(problems, [
+      'target "libvirt" is declared differently in profile:libvirt and config:x.yaml: compression ("keep" vs "clear"); declare it once, or rename one of them',
+    ]);
+  });
+
   t.test('GIVEN one path under two names WHEN combined THEN the problem names both targets and sources', async (t) => {
     const { problems } = combineSources([
       { source: 'profile:libvirt', targets: [target({ name: 'libvirt', source: 'profile:libvirt' })] },
@@ -349,7 +374,7 @@ t.test('combine', async (t) => {
 
 t.test('profiles', async (t) => {
   t.test('GIVEN the built-in profiles WHEN read THEN each is the documented target', async (t) => {
-    const common = { subvolume: 'auto', nocow: true, redundancy: 'keep-checksums', defrag: 'auto' } as const;
+    const common = { subvolume: 'auto', nocow: true, redundancy: 'keep-checksums', defrag: 'auto', compression: 'keep' } as const;
     t.equal(DEFAULT_PROFILE, 'libvirt');
     t.strictSame(BUILTIN_PROFILES, {
       libvirt: { name: 'libvirt', path: '/var/lib/libvirt/images', scope: 'system', mode: '0711', user: 'root', group: 'root', ...common },

@@ -7,7 +7,7 @@ export interface SourcePart {
   targets: Target[];
 }
 
-const COMPARED = ['path', 'scope', 'subvolume', 'nocow', 'mode', 'user', 'group', 'redundancy', 'defrag'] as const;
+const COMPARED = ['path', 'scope', 'subvolume', 'nocow', 'mode', 'user', 'group', 'redundancy', 'defrag', 'compression'] as const;
 
 function differences(a: Target, b: Target): string {
   return COMPARED.filter((k) => a[k] !== b[k])

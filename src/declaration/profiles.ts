@@ -26,6 +26,7 @@ function profile(
     group: owner,
     redundancy: 'keep-checksums',
     defrag: 'auto',
+    compression: 'keep',
   };
 }
 

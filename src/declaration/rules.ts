@@ -36,6 +36,15 @@ export const MODE_RULE: ValueRule = {
 /** What a target's `subvolume` may be: make it a subvolume where possible, or never (+C only). */
 export const SUBVOLUME_VALUES = ['auto', 'never'] as const;
 
+/**
+ * What a target's `compression` may be: keep a compression mark on the directory (+C then fails
+ * where one is set, and says so), or clear it (+c and the compression property) just before +C.
+ */
+export const COMPRESSION_VALUES = ['keep', 'clear'] as const;
+
+/** A value that is one of a fixed list, as the hook and the macros check it: the option's words, in a declaration's order. */
+export const ENUM_RULES = { subvolume: SUBVOLUME_VALUES, compression: COMPRESSION_VALUES } as const;
+
 /** useradd's portable name rule (a trailing `$` is a Samba machine account), or a numeric id. */
 export const ownerRule = (what: 'user' | 'group'): ValueRule => ({
   words: [

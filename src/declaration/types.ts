@@ -10,6 +10,11 @@ export type RedundancyPolicy = 'keep-checksums' | 'force-nocow';
  * redundant data profile (told at run time), where +C is skipped to keep the checksums.
  */
 export type DefragPolicy = 'auto' | 'on' | 'off';
+/**
+ * Whether the target directory's compression mark (+c, the compression property), which +C cannot
+ * be set with, is cleared just before +C is set: `clear`; or left, +C then failing with a warning: `keep`.
+ */
+export type CompressionPolicy = 'keep' | 'clear';
 
 export interface Target {
   /** Used in file names (tmpfiles snippet nocow-NAME.conf, the opt-out) and in log lines. */
@@ -27,6 +32,8 @@ export interface Target {
   redundancy: RedundancyPolicy;
   /** Always set by validation; absent (in targets built in code) means `auto`. */
   defrag?: DefragPolicy;
+  /** Always set by validation; absent (in targets built in code) means `keep`. */
+  compression?: CompressionPolicy;
   /** Where the target was declared: `profile:NAME` or `config:FILE` (as given on the command line). */
   source: string;
 }

@@ -4,14 +4,14 @@ import { z } from 'zod';
 import { PATH_MAX, refusedTarget } from '../facts.js';
 import { tmpfilesProblem } from '../formats.js';
 import type { Scope, Target } from './types.js';
-import { MODE_RULE, NAME_RULE, PATH_RULES, SCOPE_RULES, SUBVOLUME_VALUES, matchesRule, ownerRule, pathRuleProblem } from './rules.js';
+import { COMPRESSION_VALUES, MODE_RULE, NAME_RULE, PATH_RULES, SCOPE_RULES, SUBVOLUME_VALUES, matchesRule, ownerRule, pathRuleProblem } from './rules.js';
 
 export interface ValidationResult {
   targets: Target[];
   problems: string[];
 }
 
-const TARGET_KEYS = ['name', 'path', 'scope', 'subvolume', 'nocow', 'mode', 'user', 'group', 'redundancy', 'defrag'] as const;
+const TARGET_KEYS = ['name', 'path', 'scope', 'subvolume', 'nocow', 'mode', 'user', 'group', 'redundancy', 'defrag', 'compression'] as const;
 
 const MODE_PHRASE = `a string of ${MODE_RULE.expected}`;
 
@@ -87,6 +87,7 @@ function targetSchema(scope: Scope) {
         .enum(['keep-checksums', 'force-nocow'], { error: oneOf(['keep-checksums', 'force-nocow']) })
         .default('keep-checksums'),
       defrag: z.enum(['auto', 'on', 'off'], { error: oneOf(['auto', 'on', 'off']) }).default('auto'),
+      compression: z.enum(COMPRESSION_VALUES, { error: oneOf(COMPRESSION_VALUES) }).default('keep'),
     },
     { error: EXPECT.target },
   );
@@ -188,6 +189,7 @@ export function validateDeclaration(raw: unknown, source: string, file: string):
       group: t.group,
       redundancy: t.redundancy,
       defrag: t.defrag,
+      compression: t.compression,
       source,
     });
   });

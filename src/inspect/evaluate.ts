@@ -24,14 +24,18 @@ function redundancySkip(s: Subject, f: Facts): string | null {
   return `+C skipped: ${f.dataProfile} keeps checksums for self-healing (redundancy: force-nocow overrides)`;
 }
 
-/** What the directory's compression does to +C, in words: a block (+c, the property) or a note (compress-force). */
-function compressionWords(f: Facts, path: string): { block: string | null; note: string | null } {
+/**
+ * What the directory's compression does to +C, in words: a block (+c, the property) or a note
+ * (compress-force). CLEARS: nocow apply clears the marks itself (a declared compression: clear).
+ */
+function compressionWords(f: Facts, path: string, clears: boolean): { block: string | null; note: string | null } {
   let block: string | null = null;
   let note: string | null = null;
   for (const c of f.compression ?? []) {
     if (c.kind === 'flag') {
       const marks = c.algorithm === null ? '+c' : `+c, compression=${c.algorithm}`;
-      block = `it is marked for compression (${marks}), which +C cannot be set with (chattr -c ${path}, then nocow apply)`;
+      const fix = clears ? 'nocow apply clears it first: compression: clear' : `chattr -c ${path}, then nocow apply`;
+      block = `it is marked for compression (${marks}), which +C cannot be set with (${fix})`;
     } else note = `the file system is mounted ${c.option}: files with +C there are stored uncompressed`;
   }
   return { block, note };
@@ -148,7 +152,8 @@ export function judge(s: Subject, f: Facts): Judgement {
       }
       const tmpfiles = tmpfilesPlainNote(s, f, expected.subvolume);
       if (tmpfiles) notes.push(tmpfiles);
-      const compression = compressionWords(f, f.location ?? s.path);
+      // nocow apply acts on declared system-scope targets only.
+      const compression = compressionWords(f, f.location ?? s.path, s.compression === 'clear' && s.scope === 'system' && s.name !== null);
       if (expected.nocow && compression.note) notes.push(compression.note);
       if (expected.nocow && f.nocow === false) {
         deviations.push(

@@ -1,6 +1,6 @@
 // What status and apply --dry-run look at: a declared target, or a path given on the command line
 // (inspected with the declaration's defaults), tied to the directory its path is relative to.
-import type { RedundancyPolicy, Scope, SubvolumePolicy, Target } from '../declaration/types.js';
+import type { CompressionPolicy, RedundancyPolicy, Scope, SubvolumePolicy, Target } from '../declaration/types.js';
 
 export interface Subject {
   /** null for a path given on the command line that no target declares. */
@@ -12,6 +12,8 @@ export interface Subject {
   subvolume: SubvolumePolicy;
   nocow: boolean;
   redundancy: RedundancyPolicy;
+  /** Absent: keep. */
+  compression?: CompressionPolicy;
   mode: string;
   user: string;
   group: string;
@@ -21,9 +23,9 @@ export interface Subject {
 
 
 export function declaredSubject(t: Target, root: string, home: string | undefined): Subject {
-  const { name, source, scope, path, subvolume, nocow, redundancy, mode, user, group } = t;
+  const { name, source, scope, path, subvolume, nocow, redundancy, compression, mode, user, group } = t;
   const base = scope === 'system' ? root : (home ?? null);
-  return { name, source, scope, path, subvolume, nocow, redundancy, mode, user, group, base };
+  return { name, source, scope, path, subvolume, nocow, redundancy, ...(compression === undefined ? {} : { compression }), mode, user, group, base };
 }
 
 /** An undeclared path: the defaults a declaration gives a target that says nothing but its path. */

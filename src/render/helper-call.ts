@@ -5,13 +5,18 @@ import type { Target } from '../declaration/types.js';
 import { HOOK_PATH } from '../facts.js';
 import { ALPM_LINE_MAX, alpmExecWord, alpmTargetPattern } from './escape.js';
 
-/** The helper's options for T, each with its value (the flags need no quoting; the values do). */
+/**
+ * The helper's options for T, each with its value (the flags need no quoting; the values do).
+ * `-c` only for compression: clear: keep is the helper's default, and a helper older than its -c
+ * still takes a call without it.
+ */
 export function helperOptions(t: Target): [string, string][] {
   return [
     ['-m', t.mode],
     ['-o', t.user],
     ['-g', t.group],
     ['-s', t.subvolume],
+    ...(t.compression === 'clear' ? [['-c', 'clear'] as [string, string]] : []),
     ['--name', t.name],
   ];
 }

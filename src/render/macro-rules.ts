@@ -2,7 +2,7 @@
 // %nocow_posttrans's arguments while rpmbuild expands it: the macro refuses what a declaration
 // refuses, in the same words. The block may hold no backslash, no `%` and braces only in pairs
 // (rpm reads them before Lua does): every text goes through luaText, which says so loudly.
-import { MODE_RULE, NAME_RULE, PATH_RULES, SCOPE_RULES, ownerRule, type PathRule, type ValueRule, type WordRule } from '../declaration/rules.js';
+import { ENUM_RULES, MODE_RULE, NAME_RULE, PATH_RULES, SCOPE_RULES, ownerRule, type PathRule, type ValueRule, type WordRule } from '../declaration/rules.js';
 
 /** TEXT as a Lua long string, which takes every character as it is (no escapes). */
 export function luaText(text: string): string {
@@ -115,7 +115,9 @@ ${PATH_RULES.map(luaPathCheck).join('\n')}`;
 
 /**
  * The Lua of macros.nocow's value rules: a function matches(rule, value) and the rules NAME_RULE,
- * MODE_RULE, USER_RULE and GROUP_RULE, each { expected = "…", words = { … } }.
+ * MODE_RULE, USER_RULE and GROUP_RULE, each { expected = "…", words = { … } }; and a function
+ * one_of(values, option, value), which fails unless VALUE is one of VALUES (SUBVOLUME_VALUES,
+ * COMPRESSION_VALUES), and returns it.
  */
 export function luaValueRules(): string {
   return `local function matches(rule, value)
@@ -129,5 +131,14 @@ end
 local NAME_RULE = ${luaValueRule(NAME_RULE)}
 local MODE_RULE = ${luaValueRule(MODE_RULE)}
 local USER_RULE = ${luaValueRule(ownerRule('user'))}
-local GROUP_RULE = ${luaValueRule(ownerRule('group'))}`;
+local GROUP_RULE = ${luaValueRule(ownerRule('group'))}
+local function one_of(values, option, value)
+  for _, allowed in ipairs(values) do
+    if value == allowed then return value end
+  end
+  fail(option .. " " .. value .. ": expected one of: " .. table.concat(values, ", "))
+end
+${Object.entries(ENUM_RULES)
+  .map(([key, values]) => `local ${key.toUpperCase()}_VALUES = { ${values.map(luaText).join(', ')} }`)
+  .join('\n')}`;
 }

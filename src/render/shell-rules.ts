@@ -2,7 +2,7 @@
 // the targets given on its command line (%nocow_apply's call) as a declaration is checked, in the
 // same words. The hook runs with LC_ALL=C (nocow_init), so bracket ranges are ASCII and ${#x}
 // counts bytes. Values reach the generated text single-quoted (shQuote).
-import { MODE_RULE, NAME_RULE, PATH_RULES, SCOPE_RULES, SUBVOLUME_VALUES, ownerRule, type PathRule, type ValueRule, type WordRule } from '../declaration/rules.js';
+import { ENUM_RULES, MODE_RULE, NAME_RULE, PATH_RULES, SCOPE_RULES, ownerRule, type PathRule, type ValueRule, type WordRule } from '../declaration/rules.js';
 import { shQuote } from './escape.js';
 
 /** One word rule as the arguments of the hook's nocow_word: FIRST REST MIN MAX SUFFIX (MAX 0: no limit). */
@@ -15,6 +15,16 @@ function shellValueCheck(name: string, rule: ValueRule): string {
 ${name}() {
 ${rule.words.map((w) => `\tnocow_word "$2" ${shellWord(w)} && return 0`).join('\n')}
 \tnocow_usage_error "$1 $2: expected "${shQuote(rule.expected)}"\${3:-}"
+}`;
+}
+
+/** A shell function nocow_check_KEY OPTION VALUE: a usage error unless VALUE is one of a declaration's KEY values. */
+function shellEnumCheck(key: keyof typeof ENUM_RULES): string {
+  const values = ENUM_RULES[key];
+  return `# nocow_check_${key} OPTION VALUE: a usage error unless VALUE is a declaration's ${key} value.
+nocow_check_${key}() {
+	case $2 in ${values.map(shQuote).join(' | ')}) return 0 ;; esac
+	nocow_usage_error "$1 $2: expected "${shQuote(`one of: ${values.join(', ')}`)}
 }`;
 }
 
@@ -70,7 +80,7 @@ done`;
 
 /**
  * The hook's checks of command-line values, as shell: nocow_word, nocow_check_name/_mode/_user/_group/
- * _subvolume OPTION VALUE (each a usage error unless VALUE follows the rule), and nocow_check_path PATH, which
+ * _subvolume/_compression OPTION VALUE (each a usage error unless VALUE follows the rule), and nocow_check_path PATH, which
  * calls nocow_bad_path PHRASE (defined by the hook: it prints and exits) at the first rule PATH breaks.
  */
 export function shellRules(): string {
@@ -92,11 +102,8 @@ ${shellValueCheck('nocow_check_name', NAME_RULE)}
 ${shellValueCheck('nocow_check_mode', MODE_RULE)}
 ${shellValueCheck('nocow_check_user', ownerRule('user'))}
 ${shellValueCheck('nocow_check_group', ownerRule('group'))}
-# nocow_check_subvolume OPTION VALUE: a usage error unless VALUE is a declaration's subvolume value.
-nocow_check_subvolume() {
-	case $2 in ${SUBVOLUME_VALUES.map(shQuote).join(' | ')}) return 0 ;; esac
-	nocow_usage_error "$1 $2: expected "${shQuote(`one of: ${SUBVOLUME_VALUES.join(', ')}`)}
-}
+${shellEnumCheck('subvolume')}
+${shellEnumCheck('compression')}
 # nocow_check_path PATH: calls nocow_bad_path with what was expected at the first rule of a declaration's path PATH breaks.
 nocow_check_path() {
 	_nc_p=$1
