@@ -12,6 +12,7 @@ import { servicesUsing } from '../declaration/profiles.js';
 import { defragWant, REDUNDANT_PROFILES } from '../policy.js';
 import { luaPathChecks, luaText, luaValueRules } from './macro-rules.js';
 import { shellRules } from './shell-rules.js';
+import { ansibleDefaults, ansibleVars } from './ansible.js';
 
 export interface Templates {
   /** The shell library, templates/nocow-lib.sh.ejs (before the facts are filled in: see renderLibrary). */
@@ -29,6 +30,9 @@ export interface RenderedFile {
 }
 
 type Escape = (value: unknown) => string;
+
+/** The Ansible role's templates: text within a `#` comment of YAML. */
+const yamlComment: Escape = (value) => commentSafe(String(value));
 
 function render(template: string, data: Record<string, unknown>, escape: Escape): string {
   return ejs.render(template, data, { escape, strict: true, _with: false, localsName: 'locals', async: false }) as string;
@@ -204,6 +208,7 @@ export function renderFile(plan: Plan, planned: PlannedFile, templates: Template
       );
       break;
     case 'apply.sh':
+      // Also the role's files/nocow-apply.sh: the same bytes as nocow generate hook.
       content = render(template, { marker, rules: shellRules(), body: shellBody(templates, planned.targets, root!, 'nocow_run "$@"') }, shQuote);
       break;
     case 'macros.nocow': {
@@ -283,6 +288,16 @@ export function renderFile(plan: Plan, planned: PlannedFile, templates: Template
       );
       break;
     }
+    // The YAML comes from the yaml package (src/render/ansible.ts); the tasks hold no value; `<%=` could only write a comment.
+    case 'ansible-tasks.yml':
+      content = render(template, { marker }, yamlComment);
+      break;
+    case 'ansible-defaults.yml':
+      content = render(template, { marker, defaults: ansibleDefaults() }, yamlComment);
+      break;
+    case 'ansible-vars.yml':
+      content = render(template, { marker, vars: ansibleVars(planned.targets) }, yamlComment);
+      break;
     case 'pacman.install':
       content = render(template, { marker, hook: HOOK_PATH, calls: planned.targets.map((t) => helperCall(t, shQuote)) }, shQuote);
       break;
