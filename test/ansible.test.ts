@@ -5,11 +5,14 @@
 import t from 'tap';
 import { execa } from 'execa';
 import { rmSync } from 'node:fs';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parse } from 'yaml';
+import { ansibleDefaults, ansibleVars } from '../src/render/ansible.js';
 import { builtCli } from './helpers/cli.js';
 import { parseObservations, runInFs, section } from './helpers/fs.js';
+import { target } from './helpers/target.js';
 
 const CLI = builtCli();
 const WORK = await mkdtemp(join(tmpdir(), 'nocow-ansible-'));
@@ -201,4 +204,30 @@ t.test('GIVEN a user-scope-only declaration WHEN the role is generated THEN it i
   t.equal(r.exitCode, 2);
   t.match(r.stderr, /^nocow: error: artifact ansible needs a target of scope system/);
   t.equal(r.stderr.trim().split('\n').length, 1);
+});
+
+// What Ansible reads: PyYAML (YAML 1.1), with its !unsafe tag for the declaration's strings.
+const PYYAML = `import json, sys, yaml
+yaml.SafeLoader.add_constructor('!unsafe', lambda loader, node: loader.construct_scalar(node))
+print(json.dumps(yaml.load(sys.stdin, Loader=yaml.SafeLoader)))`;
+
+t.test('GIVEN values YAML 1.1 would read as others WHEN the role\'s vars and defaults are read by PyYAML THEN each is the declared string, tagged !unsafe', async (t) => {
+  const odd = target({ name: 'on', path: "/srv/yes/{{ lookup('pipe', 'id') }}: #x 'q\" ~ null", mode: '0755', user: 'no', group: '0770', source: 'config:x' });
+  const vars = ansibleVars([odd]);
+  t.match(vars, /path: !unsafe /, 'the path is tagged');
+  const parsed = JSON.parse((await execa('python3', ['-c', PYYAML], { input: vars })).stdout) as { nocow_declared_targets: Record<string, unknown>[]; nocow_change_events: string[] };
+  t.same(parsed.nocow_declared_targets, [{ name: 'on', path: odd.path, subvolume: odd.subvolume, nocow: true, mode: '0755', owner: 'no', group: '0770', redundancy: odd.redundancy }]);
+  t.same(parsed.nocow_change_events, ['created', 'converted', 'set-nocow', 'repaired', 'reverted']);
+  t.same(JSON.parse((await execa('python3', ['-c', PYYAML], { input: ansibleDefaults() })).stdout), { nocow_root: '/', nocow_fail_on_warning: false });
+});
+
+t.test('GIVEN the generated role WHEN its tasks are read THEN each uses only modules of ansible-core (ansible.builtin)', async (t) => {
+  const dir = await mkdtemp(join(WORK, 'role-'));
+  const gen = await execa('node', [CLI, 'generate', 'ansible', '-p', 'libvirt', '-o', dir], { reject: false });
+  t.equal(gen.exitCode, 0, gen.stderr);
+  const tasks = parse(await readFile(join(dir, 'roles/nocow/tasks/main.yml'), 'utf8')) as Record<string, unknown>[];
+  const keywords = new Set(['name', 'check_mode', 'register', 'failed_when', 'changed_when', 'when']);
+  const modules = tasks.flatMap((task) => Object.keys(task).filter((k) => !keywords.has(k)));
+  t.ok(modules.length >= 3, modules.join(', '));
+  t.same(modules.filter((m) => !m.startsWith('ansible.builtin.')), []);
 });
