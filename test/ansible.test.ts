@@ -9,7 +9,9 @@ import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { ansibleDefaults, ansibleVars } from '../src/render/ansible.js';
+import { planArtifacts } from '../src/plan.js';
+import { renderPlan } from '../src/render/render.js';
+import { loadTemplates } from '../src/templates.js';
 import { builtCli } from './helpers/cli.js';
 import { parseObservations, runInFs, section } from './helpers/fs.js';
 import { target } from './helpers/target.js';
@@ -211,14 +213,17 @@ const PYYAML = `import json, sys, yaml
 yaml.SafeLoader.add_constructor('!unsafe', lambda loader, node: loader.construct_scalar(node))
 print(json.dumps(yaml.load(sys.stdin, Loader=yaml.SafeLoader)))`;
 
-t.test('GIVEN values YAML 1.1 would read as others WHEN the role\'s vars and defaults are read by PyYAML THEN each is the declared string, tagged !unsafe', async (t) => {
-  const odd = target({ name: 'on', path: "/srv/yes/{{ lookup('pipe', 'id') }}: #x 'q\" ~ null", mode: '0755', user: 'no', group: '0770', source: 'config:x' });
-  const vars = ansibleVars([odd]);
-  t.match(vars, /path: !unsafe /, 'the path is tagged');
-  const parsed = JSON.parse((await execa('python3', ['-c', PYYAML], { input: vars })).stdout) as { nocow_declared_targets: Record<string, unknown>[]; nocow_change_events: string[] };
-  t.same(parsed.nocow_declared_targets, [{ name: 'on', path: odd.path, subvolume: odd.subvolume, nocow: true, mode: '0755', owner: 'no', group: '0770', redundancy: odd.redundancy }]);
-  t.same(parsed.nocow_change_events, ['created', 'converted', 'set-nocow', 'repaired', 'reverted']);
-  t.same(JSON.parse((await execa('python3', ['-c', PYYAML], { input: ansibleDefaults() })).stdout), { nocow_root: '/', nocow_fail_on_warning: false });
+t.test('GIVEN values YAML 1.1 would read as others, quotes, controls and non-ASCII WHEN the role\'s vars and defaults are read by PyYAML THEN each is the declared string, tagged !unsafe', async (t) => {
+  const odd = target({ name: 'on', path: "/srv/yes/{{ lookup('pipe', 'id') }}: #x 'q\" \\ ~ null \u0085\u00e9\u2028\u{1f600}", mode: '0755', user: 'no', group: '0770', source: 'config:x' });
+  const files = renderPlan(planArtifacts({ sources: ['config:x'], targets: [odd] }, ['ansible'], '1'), await loadTemplates());
+  const text = (name: string) => files.find((f) => f.file === `roles/nocow/${name}/main.yml`)!.content;
+  t.match(text('vars'), /^ {4}path: !unsafe "/m, 'the path is tagged');
+  t.notMatch(text('vars'), /[^\x09\x0a\x20-\x7e]/, 'printable ASCII only');
+  const read = async (yaml: string) => JSON.parse((await execa('python3', ['-c', PYYAML], { input: yaml })).stdout) as Record<string, unknown>;
+  const vars = await read(text('vars'));
+  t.same(vars.nocow_declared_targets, [{ name: 'on', path: odd.path, subvolume: odd.subvolume, nocow: true, mode: '0755', owner: 'no', group: '0770', redundancy: odd.redundancy }]);
+  t.same(vars.nocow_change_events, ['created', 'converted', 'set-nocow', 'repaired', 'reverted']);
+  t.same(await read(text('defaults')), { nocow_root: '/', nocow_fail_on_warning: false });
 });
 
 t.test('GIVEN the generated role WHEN its tasks are read THEN each uses only modules of ansible-core (ansible.builtin)', async (t) => {

@@ -2,17 +2,17 @@
 import ejs from 'ejs';
 import type { Target } from '../declaration/types.js';
 import type { Plan, PlannedFile, TemplateName } from '../plan.js';
-import { CONVERT_MARKER, HOOK_PATH, LOCK_DIR, NAME_MAX, OPT_OUT_PREFIX, REFUSED_SYSTEM_TARGETS, TEMP_SUFFIX } from '../facts.js';
+import { CHANGE_EVENTS, CONVERT_MARKER, HOOK_PATH, LOCK_DIR, NAME_MAX, OPT_OUT_PREFIX, REFUSED_SYSTEM_TARGETS, TEMP_SUFFIX } from '../facts.js';
 import { shippedShell } from './ship.js';
 import { assertKickstartSection, commentSafe, rpmEscape, rpmMacroBody, shQuote, tmpfilesGlobPath, tmpfilesHomeGlobPath, tmpfilesHomePath, tmpfilesQuote } from './escape.js';
 import { unitExecHomeWord, unitExecWord, unitPathValue } from './escape.js';
 import { alpmComment, alpmExecWord, argsLine, repartSubvolumeWord, repartWord, xmlCommentSafe, xmlEscape } from './escape.js';
+import { ansibleUnsafe, yamlQuote } from './escape.js';
 import { alpmExec, alpmTargets, helperCall } from './helper-call.js';
 import { servicesUsing } from '../declaration/profiles.js';
 import { defragWant, REDUNDANT_PROFILES } from '../policy.js';
 import { luaPathChecks, luaText, luaValueRules } from './macro-rules.js';
 import { shellRules } from './shell-rules.js';
-import { ansibleDefaults, ansibleVars } from './ansible.js';
 
 export interface Templates {
   /** The shell library, templates/nocow-lib.sh.ejs (before the facts are filled in: see renderLibrary). */
@@ -288,15 +288,15 @@ export function renderFile(plan: Plan, planned: PlannedFile, templates: Template
       );
       break;
     }
-    // The YAML comes from the yaml package (src/render/ansible.ts); the tasks hold no value; `<%=` could only write a comment.
+    // The role's YAML: the tasks hold no value; the defaults' and the vars' go through YAML's quoting.
     case 'ansible-tasks.yml':
       content = render(template, { marker }, yamlComment);
       break;
     case 'ansible-defaults.yml':
-      content = render(template, { marker, defaults: ansibleDefaults() }, yamlComment);
+      content = render(template, { marker, root: '/' }, yamlQuote);
       break;
     case 'ansible-vars.yml':
-      content = render(template, { marker, vars: ansibleVars(planned.targets) }, yamlComment);
+      content = render(template, { marker, targets: planned.targets, changeEvents: CHANGE_EVENTS }, ansibleUnsafe);
       break;
     case 'pacman.install':
       content = render(template, { marker, hook: HOOK_PATH, calls: planned.targets.map((t) => helperCall(t, shQuote)) }, shQuote);
