@@ -3,7 +3,7 @@
 // Each section: the target, the table its script printed (side by side, alternating A and B,
 // medians and medians of ratios), and the notes in bench/notes/SECTION.md that say why a
 // target is missed where it is. The payoff section also draws bench/payoff.svg.
-// Needs root (loop devices, mounts), fio, hyperfine; run after `npm run build`. Not run by CI.
+// Needs root (loop devices, mounts), fio, hyperfine, ansible-playbook; run after `npm run build`. Not run by CI.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir, cpus, totalmem, release } from 'node:os';
@@ -20,6 +20,7 @@ const SECTIONS = [
   { id: 'status', title: 'nocow status at scale', target: 'within 1.5× of the floor `find -type f | xargs lsattr` + `filefrag` at 100,000 files lacking +C; memory bounded; cost linear in files (1k/10k/100k).', command: ['bench/status.sh'] },
   { id: 'migrate', title: 'nocow migrate', target: '≥ 0.9× the speed of `cp --reflink=never` + `sync` + `mv` over the original + `sync` (the same end state); holes cost nothing; 5,000 small files in seconds.', command: ['bench/migrate.sh'] },
   { id: 'scriptlet', title: 'Scriptlet cost in an rpm transaction', target: 'the per-package %posttrans for one target at most 6 KB; process counts as before (non-Btrfs: sh + 1; Btrfs in state: ≤ 4, counted by test/nonbtrfs.test.ts).', command: ['bench/scriptlet.sh'] },
+  { id: 'ansible', title: 'The Ansible role over a fleet', target: 'none set (issue 18): seconds per host of the generated role over 50 hosts with forks 10, beside the hook run directly 50 times, to show what Ansible adds.', command: ['bench/ansible.sh'] },
   { id: 'payoff', title: 'The payoff', target: 'what the remedies buy: extents and write IOPS of a 1 GiB image after the same random writes, per layout.', command: ['bench/payoff.sh', '--json', join(work, 'payoff.json')] },
 ];
 

@@ -121,3 +121,13 @@ export function temporaryName(path: string, suffix: string, prefix = ''): string
   const fits = Buffer.byteLength(prefix) + base.length + Buffer.byteLength(suffix) <= NAME_MAX;
   return `${path.slice(0, cut)}${fits ? `${prefix}${path.slice(cut)}` : `.nocow-${posixCksum(base)}`}${suffix}`;
 }
+
+/**
+ * The events of the shell library (templates/nocow-lib.sh.ejs), the fixed vocabulary of its lines
+ * `nocow: NAME: EVENT: text` (docs/design.md, "What the scripts print"): those that change the tree,
+ * then those that do not. Only these words decide `nocow apply --json` and the Ansible role's
+ * changed and per-target state; the text after them is for people.
+ */
+export const CHANGE_EVENTS = ['created', 'converted', 'set-nocow', 'repaired', 'reverted'] as const;
+export const EVENTS = [...CHANGE_EVENTS, 'skipped', 'opted-out', 'warning', 'would'] as const;
+export type ShellEvent = (typeof EVENTS)[number];

@@ -21,6 +21,7 @@ export const ARTIFACTS = [
   'boot-unit',
   'alpm-hook',
   'pacman-install',
+  'ansible',
 ] as const;
 export type Artifact = (typeof ARTIFACTS)[number];
 
@@ -32,6 +33,9 @@ export const IMAGE_ARTIFACTS: ReadonlySet<Artifact> = new Set(['repart', 'mkfs',
 
 /** Artifacts that call the packaged helper with a target's values on its command line (the Arch ones). */
 const HELPER_ARTIFACTS: ReadonlySet<Artifact> = new Set(['alpm-hook', 'pacman-install']);
+
+/** Where nocow generate ansible writes its role, under -o DIR: a playbook beside roles/ finds it by name. */
+export const ANSIBLE_ROLE = 'roles/nocow';
 
 /** The root partition's definition the repart drop-in is for, by default (repart.d/10-root.conf). */
 export const DEFAULT_REPART_DEFINITION = '10-root';
@@ -55,7 +59,10 @@ export type TemplateName =
   | 'kiwi-volumes.xml'
   | 'apply.service'
   | 'alpm.hook'
-  | 'pacman.install';
+  | 'pacman.install'
+  | 'ansible-tasks.yml'
+  | 'ansible-defaults.yml'
+  | 'ansible-vars.yml';
 
 export interface PlannedFile {
   artifact: Artifact;
@@ -123,6 +130,16 @@ function filesFor(artifact: Artifact, system: Target[], user: Target[], repartDe
       return system.map((t) => file(artifact, `nocow-${t.name}.hook`, 'alpm.hook', [t]));
     case 'pacman-install':
       return system.length === 0 ? [] : [file(artifact, 'nocow.install', 'pacman.install', system)];
+    case 'ansible':
+      // A role applying the declaration with the hook itself (files/), which it runs on each host.
+      return system.length === 0
+        ? []
+        : [
+            file(artifact, `${ANSIBLE_ROLE}/tasks/main.yml`, 'ansible-tasks.yml', system),
+            file(artifact, `${ANSIBLE_ROLE}/defaults/main.yml`, 'ansible-defaults.yml', system),
+            file(artifact, `${ANSIBLE_ROLE}/vars/main.yml`, 'ansible-vars.yml', system),
+            file(artifact, `${ANSIBLE_ROLE}/files/nocow-apply.sh`, 'apply.sh', system, true),
+          ];
     case 'macros':
       // The macros take the path as their argument: one file whatever the targets, which
       // serve only the marker comment (the declaration it came from).

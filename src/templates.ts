@@ -22,6 +22,9 @@ const FILE_TEMPLATES: readonly TemplateName[] = [
   'apply.service',
   'alpm.hook',
   'pacman.install',
+  'ansible-tasks.yml',
+  'ansible-defaults.yml',
+  'ansible-vars.yml',
 ];
 
 const read = (name: string) => readFile(join(TEMPLATE_DIR, name), 'utf8');

@@ -190,7 +190,7 @@ t.test('generate: -- ARTIFACT writes that artifact alone; a flag with a value, a
         dUnchanged(t, r);
       },
     },
-    { argv: ['generate', '-o', '../out', '--', '-o'], rc: 2, err: /^nocow: error: unknown artifact "-o"; expected one of: posttrans, kickstart, tmpfiles, user-tmpfiles, hook, macros, defrag-timer, user-defrag-timer, repart, mkfs, kiwi, boot-unit, alpm-hook, pacman-install\n$/ },
+    { argv: ['generate', '-o', '../out', '--', '-o'], rc: 2, err: /^nocow: error: unknown artifact "-o"; expected one of: posttrans, kickstart, tmpfiles, user-tmpfiles, hook, macros, defrag-timer, user-defrag-timer, repart, mkfs, kiwi, boot-unit, alpm-hook, pacman-install, ansible\n$/ },
     { argv: ['generate', '--debug=yes', '-o', '../out'], rc: 2, err: BOOL('--debug') },
     { argv: ['generate', '--no-debug', '-o', '../out'], rc: 2, err: NO('debug') },
     { argv: ['generate', '-o', '../out', 'frob'], rc: 2, err: /^nocow: error: unknown artifact "frob"; expected one of: posttrans, kickstart, / },

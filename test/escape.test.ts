@@ -19,6 +19,8 @@ import {
   tmpfilesHomeGlobPath,
   tmpfilesHomePath,
   tmpfilesQuote,
+  yamlQuote,
+  ansibleUnsafe,
 } from '../src/render/escape.js';
 import { globEscape, TMPFILES_PATH_MAX, tmpfilesProblem } from '../src/formats.js';
 
@@ -173,4 +175,20 @@ t.test('GIVEN a marker longer than pacman reads in one line WHEN written as alpm
   t.same(lines.filter((l) => !l.startsWith('#') || Buffer.byteLength(l) > ALPM_LINE_MAX), [], `each a # line of at most ${ALPM_LINE_MAX} bytes`);
   t.equal(lines.map((l) => l.slice(1)).join('').replaceAll(' ', ''), text.replaceAll(' ', ''), 'nothing lost');
   t.equal(alpmComment('short marker'), '# short marker');
+});
+
+t.test('GIVEN hostile values WHEN yamlQuote-d (and tagged !unsafe) THEN PyYAML, as Ansible reads YAML, reads back exactly each string', async (t) => {
+  const values = [...NASTY, 'yes', 'on', 'null', '~', '0755', '1e3', '- x', '#c', 'a: b', "'", '\u0085\u0080\u00a0\u00e9', '\u2028\ufeff\u{1f600}', '\u0001\u007f'];
+  const doc = values.map((v, i) => `v${i}: ${yamlQuote(v)}\nu${i}: ${ansibleUnsafe(v)}\n`).join('');
+  t.notMatch(doc, /[^\n\x20-\x7e]/, 'printable ASCII only');
+  const script = `import json, sys, yaml
+yaml.SafeLoader.add_constructor('!unsafe', lambda loader, node: loader.construct_scalar(node))
+print(json.dumps(yaml.load(sys.stdin, Loader=yaml.SafeLoader)))`;
+  const read = JSON.parse((await execa('python3', ['-c', script], { input: doc })).stdout) as Record<string, string>;
+  values.forEach((v, i) => {
+    // The names in ASCII: a raw U+2028 would break the TAP line.
+    const name = JSON.stringify(v).replace(/[^\x20-\x7e]/gu, (c) => `\\u{${c.codePointAt(0)!.toString(16)}}`);
+    t.equal(read[`v${i}`], v, name);
+    t.equal(read[`u${i}`], v, `!unsafe ${name}`);
+  });
 });

@@ -6,6 +6,7 @@ import { defineCommand, type ArgsOf } from '../cli-command.js';
 import type { Declaration } from '../declaration/types.js';
 import { lineSplitter, printable, type Io } from '../io.js';
 import { declarationOptions, jsonOption, rootOption, type CommandHelp } from '../cli-options.js';
+import { CHANGE_EVENTS, EVENTS, type ShellEvent } from '../facts.js';
 
 const command = 'apply';
 const describe = 'Bring the declared directories to their declared state now (runs the generated nocow-apply.sh)';
@@ -42,14 +43,8 @@ function builder(yargs: Argv) {
 }
 
 type ApplyArgs = ArgsOf<typeof builder>;
-/**
- * The events of the shell library (templates/nocow-lib.sh.ejs), the fixed vocabulary of its lines
- * `nocow: NAME: EVENT: text` (docs/design.md, "What the scripts print"): those that change the tree,
- * then those that do not. Only these words decide --json; the text after them is for people.
- */
-export const CHANGE_EVENTS = ['created', 'converted', 'set-nocow', 'repaired', 'reverted'] as const;
-export const EVENTS = [...CHANGE_EVENTS, 'skipped', 'opted-out', 'warning', 'would'] as const;
-export type ShellEvent = (typeof EVENTS)[number];
+// The events' vocabulary is a fact the generated shell and the Ansible role share (src/facts.ts).
+export { CHANGE_EVENTS, EVENTS, type ShellEvent };
 
 /** The name the script gives its one line for NOCOW_DISABLE=1, an opted-out event for every target. */
 const DISABLED = 'NOCOW_DISABLE=1';

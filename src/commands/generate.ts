@@ -10,7 +10,7 @@ const describe = 'Generate RPM, kickstart and tmpfiles.d artifacts from a declar
 
 const help: CommandHelp = {
   notes: [
-    'With no ARTIFACT, every one that applies to the declaration (hook, macros, the defrag timers, the image builders\' repart, mkfs, kiwi and boot-unit, and pacman\'s alpm-hook and pacman-install only when named); with no --profile and no --config, the declaration is the libvirt profile. ' +
+    'With no ARTIFACT, every one that applies to the declaration (hook, macros, the defrag timers, the image builders\' repart, mkfs, kiwi and boot-unit, pacman\'s alpm-hook and pacman-install, and the Ansible role only when named); with no --profile and no --config, the declaration is the libvirt profile. ' +
       'Without -o, everything goes to stdout, each file introduced by a line "# ==> FILE <==". With -o DIR, the files are written all or none: nothing is replaced unless every one could be written.',
   ],
   examples: [
@@ -24,6 +24,7 @@ const help: CommandHelp = {
     ['nocow generate mkfs -p libvirt -o build/', 'build/nocow-mkfs.args, arguments for mkfs.btrfs --rootdir'],
     ['nocow generate alpm-hook -p mariadb -o build/', 'build/nocow-mariadb.hook, a pacman hook calling the packaged helper after each transaction (docs/arch.md)'],
     ['nocow generate pacman-install -c nocow.yaml -o build/', "build/nocow.install, post_install and post_upgrade for a PKGBUILD's install= file"],
+    ['nocow generate ansible -c nocow.yaml -o playbooks/', 'playbooks/roles/nocow/, an Ansible role running the generated hook on each host, with --check (docs/fleet.md)'],
   ],
   exitStatus: [
     [0, 'done'],

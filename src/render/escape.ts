@@ -226,3 +226,31 @@ export function alpmComment(text: string): string {
   lines.push(line);
   return lines.join('\n');
 }
+
+/**
+ * YAML, as Ansible reads it (PyYAML, YAML 1.1): one double-quoted scalar in printable ASCII,
+ * every other character as an escape (\xXX, \uXXXX, \UXXXXXXXX), so no character can end the
+ * scalar or be refused by the reader (PyYAML refuses raw C1 controls and others in a stream),
+ * and no value reads as another type (`yes`, `0755`, `null` stay strings).
+ */
+export function yamlQuote(value: unknown): string {
+  let out = '';
+  for (const c of String(value)) {
+    const code = c.codePointAt(0)!;
+    if (c === '"' || c === '\\') out += `\\${c}`;
+    else if (code >= 0x20 && code <= 0x7e) out += c;
+    else if (code <= 0xff) out += `\\x${code.toString(16).padStart(2, '0')}`;
+    else if (code <= 0xffff) out += `\\u${code.toString(16).padStart(4, '0')}`;
+    else out += `\\U${code.toString(16).padStart(8, '0')}`;
+  }
+  return `"${out}"`;
+}
+
+/**
+ * A string of the declaration in an Ansible variable file: yamlQuote'd and tagged !unsafe, as
+ * Ansible templates a variable's strings where they are used, and a path holding "{{" must stay
+ * that path, not become an expression run on the controller.
+ */
+export function ansibleUnsafe(value: unknown): string {
+  return `!unsafe ${yamlQuote(value)}`;
+}

@@ -2,11 +2,12 @@
 import ejs from 'ejs';
 import type { Target } from '../declaration/types.js';
 import type { Plan, PlannedFile, TemplateName } from '../plan.js';
-import { CONVERT_MARKER, HOOK_PATH, LOCK_DIR, NAME_MAX, OPT_OUT_PREFIX, REFUSED_SYSTEM_TARGETS, TEMP_SUFFIX } from '../facts.js';
+import { CHANGE_EVENTS, CONVERT_MARKER, HOOK_PATH, LOCK_DIR, NAME_MAX, OPT_OUT_PREFIX, REFUSED_SYSTEM_TARGETS, TEMP_SUFFIX } from '../facts.js';
 import { shippedShell } from './ship.js';
 import { assertKickstartSection, commentSafe, rpmEscape, rpmMacroBody, shQuote, tmpfilesGlobPath, tmpfilesHomeGlobPath, tmpfilesHomePath, tmpfilesQuote } from './escape.js';
 import { unitExecHomeWord, unitExecWord, unitPathValue } from './escape.js';
 import { alpmComment, alpmExecWord, argsLine, repartSubvolumeWord, repartWord, xmlCommentSafe, xmlEscape } from './escape.js';
+import { ansibleUnsafe, yamlQuote } from './escape.js';
 import { alpmExec, alpmTargets, helperCall } from './helper-call.js';
 import { servicesUsing } from '../declaration/profiles.js';
 import { defragWant, REDUNDANT_PROFILES } from '../policy.js';
@@ -29,6 +30,9 @@ export interface RenderedFile {
 }
 
 type Escape = (value: unknown) => string;
+
+/** The Ansible role's templates: text within a `#` comment of YAML. */
+const yamlComment: Escape = (value) => commentSafe(String(value));
 
 function render(template: string, data: Record<string, unknown>, escape: Escape): string {
   return ejs.render(template, data, { escape, strict: true, _with: false, localsName: 'locals', async: false }) as string;
@@ -204,6 +208,7 @@ export function renderFile(plan: Plan, planned: PlannedFile, templates: Template
       );
       break;
     case 'apply.sh':
+      // Also the role's files/nocow-apply.sh: the same bytes as nocow generate hook.
       content = render(template, { marker, rules: shellRules(), body: shellBody(templates, planned.targets, root!, 'nocow_run "$@"') }, shQuote);
       break;
     case 'macros.nocow': {
@@ -283,6 +288,16 @@ export function renderFile(plan: Plan, planned: PlannedFile, templates: Template
       );
       break;
     }
+    // The role's YAML: the tasks hold no value; the defaults' and the vars' go through YAML's quoting.
+    case 'ansible-tasks.yml':
+      content = render(template, { marker }, yamlComment);
+      break;
+    case 'ansible-defaults.yml':
+      content = render(template, { marker, root: '/' }, yamlQuote);
+      break;
+    case 'ansible-vars.yml':
+      content = render(template, { marker, targets: planned.targets, changeEvents: CHANGE_EVENTS }, ansibleUnsafe);
+      break;
     case 'pacman.install':
       content = render(template, { marker, hook: HOOK_PATH, calls: planned.targets.map((t) => helperCall(t, shQuote)) }, shQuote);
       break;

@@ -155,7 +155,7 @@ export function renderManPage(cli: { global: OptionDoc[]; commands: CommandDoc[]
       `The opt-out of the target NAME: masked (ln -s /dev/null ${OPT_OUT_PREFIX}NAME.conf, or an empty file; under --root, in that root), nocow apply and every generated artifact leave that target alone, with one line, and nocow status expects nothing of it; NOCOW_DISABLE=1 opts every target out. NAME is the target's name in the declaration (%nocow_posttrans: its -n, by default the path with / as -). A user-scope target's: ~/.config/user-tmpfiles.d/nocow-NAME.conf or /etc/user-tmpfiles.d/nocow-NAME.conf.`,
     ),
     ...file(
-      'nocow-posttrans.spec, nocow-requires.spec, nocow-post-chroot.ks, nocow-post-nochroot.ks, tmpfiles.d/nocow-NAME.conf, user-tmpfiles.d/nocow-NAME.conf, nocow-apply.sh, macros.nocow, nocow-NAME.hook, nocow.install, systemd/…',
+      'nocow-posttrans.spec, nocow-requires.spec, nocow-post-chroot.ks, nocow-post-nochroot.ks, tmpfiles.d/nocow-NAME.conf, user-tmpfiles.d/nocow-NAME.conf, nocow-apply.sh, macros.nocow, nocow-NAME.hook, nocow.install, systemd/…, roles/nocow/ (the Ansible role: tasks/main.yml, defaults/main.yml, vars/main.yml, files/nocow-apply.sh)',
       'What nocow generate -o DIR writes under DIR (without -o, all to stdout). Installed: /usr/lib/tmpfiles.d/nocow-NAME.conf, /usr/share/user-tmpfiles.d/nocow-NAME.conf, /usr/lib/rpm/macros.d/macros.nocow, /usr/libexec/nocow-kit/nocow-apply.sh, /usr/share/libalpm/hooks/nocow-NAME.hook, /usr/lib/systemd/system/nocow-defrag.timer.',
     ),
     ...file(
