@@ -13,13 +13,14 @@ import apply from './commands/apply.js';
 import migrate from './commands/migrate.js';
 import convert from './commands/convert.js';
 import defrag from './commands/defrag.js';
+import lintCommand from './commands/lint.js';
 import completion from './commands/completion.js';
 import type { CommandModule } from './cli-command.js';
 
 export type { CommandModule };
 
 /** Every command, in the order --help, the man page and the error for an unknown command list them. */
-export const COMMANDS: readonly CommandModule[] = [generate, statusCommand, apply, migrate, convert, defrag, completion];
+export const COMMANDS: readonly CommandModule[] = [generate, statusCommand, apply, migrate, convert, defrag, lintCommand, completion];
 
 /** The commands that act on a declaration (their builder defines --profile): those the error for an unknown or missing command names. */
 export const mainCommands = (): string[] => COMMANDS.filter((c) => definitionOf(c).options.has('profile')).map(commandName);
