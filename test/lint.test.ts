@@ -4,7 +4,7 @@
 // printed or changed), and the two kernel facts its rules rest on, shown on a real Btrfs.
 import t from 'tap';
 import { createHash } from 'node:crypto';
-import { copyFile, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { copyFile, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fsKey, iniSettings, mkfsDataProfile, quotedWords, shellWords } from '../src/lint/text.js';
@@ -249,6 +249,27 @@ t.test('GIVEN -- and --format WHEN linting a file named -weird-name THEN it is l
   t.equal(r.rc, 1, r.err);
   t.match(r.out, /^-weird-name:14: nodatacow on \/var\/lib\/pgsql does nothing/, 'named by its content as a kickstart');
   t.same(await run(['--format', 'fstab', '--', '-weird-name']), { rc: 0, out: '', err: '' }, '--format fstab: no Btrfs fstab line in a kickstart');
+});
+
+t.test("GIVEN a raid1 kickstart with nocow-kit's own %post sections WHEN linted THEN only a target declared redundancy: force-nocow is reported, at its nocow_target line", async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'nocow-lint-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  await writeFile(join(dir, 'forced.yaml'), 'targets:\n  - name: images\n    path: /var/lib/libvirt/images\n    redundancy: force-nocow\n');
+  const storage = 'part btrfs.01 --size=1 --grow --ondisk=sda\npart btrfs.02 --size=1 --grow --ondisk=sdb\nbtrfs none --data=raid1 --metadata=raid1 --label=pool btrfs.01 btrfs.02\nbtrfs / --subvol --name=root pool\n';
+  for (const [name, args] of [['default.ks', ['-p', 'libvirt']], ['forced.ks', ['-c', 'forced.yaml']]] as const) {
+    const generated = await runBuilt(['generate', 'kickstart', ...args], { cwd: dir });
+    t.equal(generated.rc, 0, generated.err);
+    await writeFile(join(dir, name), storage + generated.out);
+  }
+  t.same(await runBuilt(['lint', 'default.ks'], { cwd: dir }), { rc: 0, out: '', err: '' }, 'keep-checksums: its chattr +C is skipped on raid1 by the section itself');
+  const text = await readFile(join(dir, 'forced.ks'), 'utf8');
+  const calls = text.split('\n').flatMap((l, i) => (/^\s*nocow_target .*'force-nocow'$/.test(l) ? [`forced.ks:${i + 1} redundant-profile`] : []));
+  t.ok(calls.length > 0, `the generated sections call nocow_target: ${calls.join(', ')}`);
+  const r = await runBuilt(['lint', '--json', 'forced.ks'], { cwd: dir });
+  t.equal(r.rc, 1);
+  const findings = (JSON.parse(r.out) as { findings: { file: string; line: number; rule: string; message: string }[] }).findings;
+  t.same(findings.map((f) => `${f.file}:${f.line} ${f.rule}`), calls);
+  t.match(findings[0]!.message, /^redundancy: force-nocow for \/var\/lib\/libvirt\/images on a raid1 data profile \(--data=raid1, line 3\)/);
 });
 
 t.test('GIVEN a real Btrfs WHEN a subvolume is mounted second with nodatacow, and nodatacow meets compress THEN the kernel does what the rules say', async (t) => {
