@@ -123,6 +123,8 @@ t.test('GIVEN one file of each format WHEN parsed THEN the Btrfs mounts, data pr
   const mkosi = parseMkosi('mkosi.conf', '[Content]\nKernelCommandLine=quiet "rootflags=subvol=@,nodatacow"\n[Build]\nEnvironment=A=1 SYSTEMD_REPART_MKFS_OPTIONS_BTRFS="-d raid1"\n', 'p');
   t.same(mkosi.mounts.map((m) => [m.line, m.point, m.options]), [[2, '/', ['subvol=@', 'nodatacow']]]);
   t.same(mkosi.profiles.map((p) => [p.line, p.profile, p.scope]), [[4, 'raid1', 'p']]);
+  const reset = parseMkosi('mkosi.conf', '[Content]\nKernelCommandLine=rootflags=nodatacow\nKernelCommandLine=\nKernelCommandLine=quiet rootflags=ro rootflags=compress=zstd\n', 'p');
+  t.same(reset.mounts.map((m) => [m.line, m.options]), [[4, ['compress=zstd']]], 'an empty assignment empties the list; the last rootflags= counts');
 });
 
 t.test('GIVEN file names and contents WHEN the format is told THEN the name decides first, else the content, else none', async (t) => {

@@ -27,13 +27,16 @@ const KERNEL_LINE = new Set(['KernelCommandLine', 'KernelCommandLineExtra']);
 /** The root mount's options and the stated data profile of an mkosi configuration TEXT from FILE; SCOPE: its project. */
 export function parseMkosi(file: string, text: string, scope: string): Parsed {
   const parsed = emptyParsed();
+  let roots: { key: string; mount: Parsed['mounts'][number] }[] = [];
   for (const s of iniSettings(text)) {
     const words = quotedWords(s.value);
     if (KERNEL_LINE.has(s.key)) {
+      // An empty assignment empties the list, as for every mkosi list setting.
+      if (s.value === '') roots = roots.filter((r) => r.key !== s.key);
       for (const word of words) {
         const flags = /^rootflags=(.*)$/.exec(word)?.[1];
         if (flags !== undefined) {
-          parsed.mounts.push({ file, line: s.line, scope, fs: `mkosi-root:${scope}`, fsShown: 'the root file system', point: '/', options: flags.split(',').filter((o) => o !== '') });
+          roots.push({ key: s.key, mount: { file, line: s.line, scope, fs: `mkosi-root:${scope}`, fsShown: 'the root file system', point: '/', options: flags.split(',').filter((o) => o !== '') } });
         }
       }
     } else if (s.key === 'Environment') {
@@ -44,5 +47,7 @@ export function parseMkosi(file: string, text: string, scope: string): Parsed {
       }
     }
   }
+  // The kernel takes the last rootflags= of its command line.
+  parsed.mounts = roots.slice(-1).map((r) => r.mount);
   return parsed;
 }
