@@ -57,6 +57,7 @@ t.test('GIVEN the words of each format WHEN split THEN quotes, escapes, comments
     'a continued line starts where it starts, the backslash read as one blank',
   );
   t.equal(fstabField('/srv/virtual\\040machines'), '/srv/virtual machines', 'fstab octal escapes undone (src/host/mounts.ts decodeField)');
+  t.equal(fstabField('/srv/caf\\351'), '/srv/caf\\xe9', 'a byte that is not UTF-8 shown as \\xHH, not as U+FFFD');
   t.equal(fsKey('UUID=0E7A-B1'), fsKey('/dev/disk/by-uuid/0e7a-b1'), 'one key for UUID= and its by-uuid path, case aside');
   t.equal(fsKey('LABEL="data"'), fsKey('/dev/disk/by-label/data'));
   t.not(fsKey('LABEL=Data'), fsKey('LABEL=data'), 'labels keep their case');

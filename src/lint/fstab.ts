@@ -1,11 +1,12 @@
 // fstab(5): one mount a line, six fields split at blanks (the last three optional), octal escapes
 // (\040 for a blank) in each field, # comments. Only Btrfs lines concern nocow lint.
 import { decodeField } from '../host/mounts.js';
+import { nameText } from '../io.js';
 import { fsKey } from './text.js';
 import { emptyParsed, type Parsed } from './types.js';
 
-/** An fstab field as the kernel's mount table and mount(8) read it: \040, \011, \012, \134 undone. */
-export const fstabField = (field: string): string => decodeField(field).toString('utf8');
+/** An fstab field as mount(8) reads it, \040, \011, \012, \134 undone; bytes that are not UTF-8 shown as \xHH. */
+export const fstabField = (field: string): string => nameText(decodeField(field));
 
 /** The Btrfs mounts of an fstab TEXT from FILE (scope: the file). */
 export function parseFstab(file: string, text: string): Parsed {
