@@ -17,7 +17,7 @@ import { parseObservations, runInFs } from './helpers/fs.js';
 const REPO = join(import.meta.dirname, '..');
 const CHROOT_SH = join(import.meta.dirname, 'helpers', 'chroot.sh');
 const pkg = JSON.parse(await readFile(join(REPO, 'package.json'), 'utf8')) as { version: string; dependencies: Record<string, string> };
-const lock = JSON.parse(await readFile(join(REPO, 'package-lock.json'), 'utf8')) as { packages: Record<string, { version?: string; dev?: boolean }> };
+const lock = JSON.parse(await readFile(join(REPO, 'package-lock.json'), 'utf8')) as { packages: Record<string, { version?: string; dev?: boolean; license?: string }> };
 const V = pkg.version;
 const RELEASE = '1';
 
