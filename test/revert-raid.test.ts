@@ -8,7 +8,7 @@ import { builtCli } from './helpers/cli.js';
 
 const NC = `node ${builtCli()}`;
 
-t.test('GIVEN a raid1 Btrfs with +C files WHEN one directory is reverted and a block of each file is corrupted on one device THEN scrub repairs the reverted file (both copies equal, same sha256) and cannot repair the +C one', async (t) => {
+t.test('GIVEN a raid1 Btrfs with +C files, status naming nocow revert WHEN the declared target is reverted and a block of each file is corrupted on one device THEN scrub repairs the reverted file (both copies equal, same sha256) and cannot repair the +C one', async (t) => {
   const run = await runInFs({
     fs: 'btrfs',
     raid1: true,
@@ -21,7 +21,12 @@ t.test('GIVEN a raid1 Btrfs with +C files WHEN one directory is reverted and a b
       head -c 1048576 /dev/urandom >"$D/disk.img"; head -c 1048576 /dev/urandom >"$K/nocow.img"; sync
       sum=$(sha256sum <"$D/disk.img" | cut -d' ' -f1)
       echo "profile $(btrfs filesystem df "$MNT" | head -1)"
-      $NC revert "$D" >/dev/null 2>"$MNT/err"; echo "revert $? $(cat "$MNT/err")"
+      printf 'targets:\n  - { name: vm, path: %s }\n' "$D" >"$MNT/d.yaml"
+      $NC status --json -c "$MNT/d.yaml" >"$MNT/status1"; echo "status-before $?"
+      # Without PATH: the declared target, where +C is not expected (raid1, redundancy: keep-checksums).
+      $NC revert -c "$MNT/d.yaml" >/dev/null 2>"$MNT/err"; echo "revert $? $(cat "$MNT/err")"
+      $NC status --json -c "$MNT/d.yaml" >"$MNT/status2"; echo "status-after $?"
+      echo "status1 $(tr -d '\n' <"$MNT/status1")"; echo "status2 $(tr -d '\n' <"$MNT/status2")"
       echo "flags $(lsattr -d "$D/disk.img" | cut -d' ' -f1) $(lsattr -d "$K/nocow.img" | cut -d' ' -f1)"
       mirrors() {  # FILE: "PHYSICAL DEVICE" of each copy of FILE's first block
         local logical
@@ -53,7 +58,16 @@ t.test('GIVEN a raid1 Btrfs with +C files WHEN one directory is reverted and a b
   t.equal(run.exitCode, 0, run.stderr);
   const line = (key: string) => run.stdout.split('\n').find((l) => l.startsWith(`${key} `))?.slice(key.length + 1);
   t.match(line('profile'), /^Data, RAID1:/);
-  t.equal(line('revert'), '0 ', 'reverted, nothing on stderr');
+  t.equal(line('status-before'), '1', 'status: a deviation');
+  const deviations = (key: string) => (JSON.parse(line(key)!) as { targets: { deviations: string[] }[] }).targets[0]!.deviations;
+  t.same(
+    deviations('status1').map((d) => d.replace(/ \S+\/images /, ' D ')),
+    ['1 file with +C on the raid1 data profile: no checksums, so a scrub cannot repair it from the other copy (nocow revert D rewrites it with checksums and clears +C on the directory)'],
+    'status says so and names nocow revert',
+  );
+  t.equal(line('revert'), '0 ', 'the declared target reverted, nothing on stderr');
+  t.equal(line('status-after'), '0', 'status: as declared');
+  t.same(deviations('status2'), [], 'nothing left to revert');
   t.match(line('flags'), /^[^C\s]+ \S*C\S*$/, 'the reverted file has no +C; the other keeps it');
   t.equal(line('mirrors'), '2 2', 'each block has two copies');
   t.equal(line('copies-before'), '2 2', 'the corruption: each file has two different copies of its first block');
