@@ -161,3 +161,18 @@ t.test('GIVEN bad input (a system path among the operands, a missing path, a fla
   cases.forEach((line, i) => t.match(line, expected[i]!, `case ${i}: one line, exit 2, nothing on stdout`));
   t.match(run.stdout, /^unchanged$/m, 'the directory and its file as they were (+C kept)');
 });
+
+t.test('GIVEN a terminal WHEN revert rewrites a file THEN a progress bar shows bytes and throughput; without a terminal there is none', async (t) => {
+  const run = await btrfs(String.raw`
+    head -c 24M /dev/urandom >"$D/a.img"; head -c 24M /dev/urandom >"$D/b.img"
+    script -qfec "$NC revert $D/a.img" /dev/null >"$MNT/tty" </dev/null; echo "tty $?"
+    $NC revert "$D/b.img" >"$MNT/pipe" 2>&1; echo "pipe $?"
+    echo "dir $(flags "$D") files $(flags "$D/a.img") $(flags "$D/b.img")"
+    tr '\r' '\n' <"$MNT/tty" | grep -a 'MiB/s' | sed 's/\x1b\[[0-9;?]*[a-zA-Z]//g'
+    echo "---"; cat "$MNT/pipe"`);
+  t.equal(run.exitCode, 0, run.stderr);
+  t.match(run.stdout, /^tty 0\npipe 0\n/);
+  t.match(lineOf(run.stdout, 'dir'), /^\S*C\S* files [^C\s]+ [^C\s]+$/, 'the files lost +C; file PATHs leave their directory\'s +C alone');
+  t.match(run.stdout, /\d+% \| (\d+ B|\d+\.\d [KMG]iB)\/24\.0 MiB \| (\d+ B|\d+\.\d [KMG]iB)\/s \| .*a\.img/, 'bar: percentage, bytes, throughput, file');
+  t.match(run.stdout, /---\nnocow: \S*b\.img: rewritten as copy-on-write, with checksums \(24\.0 MiB; extents \d+ → \d+\)\n?$/, 'no bar when output is not a terminal');
+});
