@@ -176,3 +176,38 @@ t.test('GIVEN a terminal WHEN revert rewrites a file THEN a progress bar shows b
   t.match(run.stdout, /\d+% \| (\d+ B|\d+\.\d [KMG]iB)\/24\.0 MiB \| (\d+ B|\d+\.\d [KMG]iB)\/s \| .*a\.img/, 'bar: percentage, bytes, throughput, file');
   t.match(run.stdout, /---\nnocow: \S*b\.img: rewritten as copy-on-write, with checksums \(24\.0 MiB; extents \d+ → \d+\)\n?$/, 'no bar when output is not a terminal');
 });
+
+t.test('GIVEN a block of the copy changed on the disk once the copy is synced WHEN revert reads the copy back THEN it reads the disk, sees it and refuses: the original unchanged, still +C, the copy removed', async (t) => {
+  const run = await btrfs(String.raw`
+    dev=$(findmnt -no SOURCE "$MNT")
+    readback() {  # TRACE COPY: which open of COPY (counting those strace saw) reads it back: the first for reading
+      grep -F "openat(AT_FDCWD, \"$2\"," "$1" | grep -n 'O_RDONLY' | head -1 | cut -d: -f1
+    }
+    corrupt() {  # COPY: its first block changed on the device, under the file system and its page cache
+      local logical physical
+      sync -f "$MNT"  # btrfs-map-logical reads the trees on the device
+      logical=$(filefrag -v -b1 "$1" | awk '$1 == "0:" { sub(/\.\.$/, "", $4); print $4 }')
+      physical=$(btrfs-map-logical -l "$logical" -b 4096 "$dev" | awk '/^mirror 1 / { print $6; exit }')
+      [ -n "$physical" ] || return 1
+      head -c 4096 /dev/urandom | dd of="$dev" bs=4096 seek=$((physical / 4096)) count=1 oflag=direct conv=notrunc status=none
+    }
+    R=$MNT/ref; mkdir "$R"; chattr +C "$R"; head -c 4M /dev/urandom >"$R/disk.img"; head -c 4M /dev/urandom >"$D/disk.img"; sync
+    strace -qq -o "$MNT/ref.trace" -P "$R/.disk.img.nocow-migrate" -e trace=openat $NC revert "$R/disk.img" >/dev/null 2>&1
+    n=$(readback "$MNT/ref.trace" "$R/.disk.img.nocow-migrate"); echo "open $n"
+    copy=$D/.disk.img.nocow-migrate; before="$(stat -c %i "$D/disk.img") $(describe "$D/disk.img")"
+    strace -qq -o "$MNT/run.trace" -P "$copy" -e trace=openat -e inject=openat:signal=STOP:when=$n $NC revert "$D/disk.img" >"$MNT/out" 2>"$MNT/err" & tracer=$!
+    for i in $(seq 1 600); do grep -q '^--- stopped by SIGSTOP' "$MNT/run.trace" 2>/dev/null && break; sleep 0.1; done
+    echo "paused $(grep -c '^--- stopped by SIGSTOP' "$MNT/run.trace") $(grep '^openat(' "$MNT/run.trace" | tail -1 | grep -o 'O_RDONLY[A-Z_|]*')"
+    corrupt "$copy"; echo "corrupted $?"
+    kill -CONT $(ps -o pid= --ppid $tracer); wait $tracer
+    echo "revert $? $(cat "$MNT/out") | $(cat "$MNT/err")"
+    [ "$(stat -c %i "$D/disk.img") $(describe "$D/disk.img")" = "$before" ] && echo unchanged
+    echo "state $(flags "$D/disk.img") $(ls -A "$D" | tr '\n' ' ')"`);
+  t.equal(run.exitCode, 0, run.stderr);
+  t.ok(Number(lineOf(run.stdout, 'open')) >= 2, `the read-back is open ${lineOf(run.stdout, 'open')} of the copy`);
+  t.match(lineOf(run.stdout, 'paused'), /^1 O_RDONLY\|O_DIRECT\|O_NOATIME\|O_CLOEXEC$/, 'paused once, as it opened the copy to read it back (O_DIRECT)');
+  t.equal(lineOf(run.stdout, 'corrupted'), '0');
+  t.match(lineOf(run.stdout, 'revert'), /^1 {2}\| nocow: \S+\/images\/disk\.img: not rewritten: the copy cannot be read back from the disk \(I\/O error\); original kept$/, 'revert refuses, in one line: the copy fails its checksum');
+  t.match(run.stdout, /^unchanged$/m, 'the original as it was: inode, bytes, mode, times, xattr');
+  t.match(lineOf(run.stdout, 'state'), /^\S*C\S* disk\.img $/, 'still +C, the copy removed');
+});

@@ -7,7 +7,7 @@ import { DIRECT_MIN, READ_BACK, WRITE_DIRECT, copyData, planCopy, verifyCopy, wr
 import { chattr, flagsOf } from '../host/attrs.js';
 import { argumentLists, run as tool } from '../host/run.js';
 import { TargetError as MigrateError } from '../errors.js';
-import { CHANGED, unchanged, type Job, closeQuietly, BAD_COPY, type Direction, copyFlag } from './common.js';
+import { CHANGED, unchanged, type Job, closeQuietly, BAD_COPY, UNREADABLE_COPY, type Direction, copyFlag } from './common.js';
 
 /**
  * The copies' flag while they are still empty (the only time +C can change): +C (nocow) or -C
@@ -73,7 +73,13 @@ export async function syncSmall(jobs: Job[], fail: (job: Job, error: unknown) =>
 export async function verify(job: Job): Promise<void> {
   if (job.check === undefined) {
     job.check = openSync(job.temp, READ_BACK);
-    await verifyCopy(job.check, job.plan!, job.kept!);
+    try {
+      await verifyCopy(job.check, job.plan!, job.kept!);
+    } catch (error) {
+      // A copy-on-write copy (revert) whose block on the disk is not what was written fails its checksum.
+      if ((error as NodeJS.ErrnoException).code === 'EIO') throw new MigrateError(UNREADABLE_COPY);
+      throw error;
+    }
     job.kept = undefined;
   }
   if (fstatSync(job.check, { bigint: true }).size !== job.before!.size) throw new MigrateError(BAD_COPY);

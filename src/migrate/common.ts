@@ -154,4 +154,5 @@ export const closeQuietly = (fd: number | undefined) => {
   }
 };
 export const BAD_COPY = 'the copy does not read back the same; original kept';
+export const UNREADABLE_COPY = 'the copy cannot be read back from the disk (I/O error); original kept';
 
