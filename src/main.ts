@@ -11,6 +11,7 @@ import generate from './commands/generate.js';
 import statusCommand from './commands/status.js';
 import apply from './commands/apply.js';
 import migrate from './commands/migrate.js';
+import revert from './commands/revert.js';
 import convert from './commands/convert.js';
 import defrag from './commands/defrag.js';
 import lintCommand from './commands/lint.js';
@@ -20,7 +21,7 @@ import type { CommandModule } from './cli-command.js';
 export type { CommandModule };
 
 /** Every command, in the order --help, the man page and the error for an unknown command list them. */
-export const COMMANDS: readonly CommandModule[] = [generate, statusCommand, apply, migrate, convert, defrag, lintCommand, completion];
+export const COMMANDS: readonly CommandModule[] = [generate, statusCommand, apply, migrate, revert, convert, defrag, lintCommand, completion];
 
 /** The commands that act on a declaration (their builder defines --profile): those the error for an unknown or missing command names. */
 export const mainCommands = (): string[] => COMMANDS.filter((c) => definitionOf(c).options.has('profile')).map(commandName);
@@ -34,7 +35,7 @@ export const HELP: CommandHelp = {
   notes: [
     'nocow-kit generates, from one declaration of directories (built-in --profile names, or --config files), the artifacts that make them ' +
       'NOCOW subvolumes wherever the files land: an RPM %posttrans section, kickstart %post sections, tmpfiles.d snippets and a standalone script; ' +
-      'and on this machine it inspects (status), applies (apply), rewrites existing files as NOCOW (migrate), makes filled plain directories ' +
+      'and on this machine it inspects (status), applies (apply), rewrites existing files as NOCOW (migrate) and back as copy-on-write with checksums (revert), makes filled plain directories ' +
       'subvolumes by a verified copy (convert) and defragments copy-on-write files where +C is not used (defrag); lint finds nodatacow mount ' +
       'options that do nothing or cost checksums in fstab, kickstart, .mount, repart.d and mkosi files; generate prints the ' +
       'artifacts and completion the shell completion script.',

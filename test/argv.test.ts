@@ -262,6 +262,20 @@ t.test('migrate: -- P rewrites P alone; -c with -- P, a flag with a value, --no-
   ]);
 });
 
+t.test('revert: -- P takes P alone (nothing there has +C: nothing to revert); -c with -- P, a flag with a value, --no-FLAG, migrate\'s --force-nocow are refused and change nothing', async (t) => {
+  await runCases(t, [
+    { argv: ['revert', '--', '-cow'], rc: 0, err: '', check: (t, r) => (unchanged(t, r), t.equal(r.out, 'nocow: nothing to revert: no file has +C\n')) },
+    {
+      argv: ['revert', '-c', '../d.yaml', '--', '-cow'],
+      rc: 2,
+      err: "nocow: error: give PATHs or --profile/--config, not both: without PATH, revert takes the declared targets' directories\n",
+    },
+    { argv: ['revert', '--dry-run=yes', './-cow'], rc: 2, err: BOOL('--dry-run') },
+    { argv: ['revert', '--no-dry-run', './-cow'], rc: 2, err: NO('dry-run') },
+    { argv: ['revert', '--force-nocow', './-cow'], rc: 2, err: /^nocow: error: unknown option '--force-nocow'; nocow revert takes: /m },
+  ]);
+});
+
 t.test('convert: -- -NAME converts that directory alone; a flag with a value or no PATH is refused and converts nothing', async (t) => {
   await runCases(t, [
     {

@@ -14,7 +14,7 @@ import { runBuilt } from './helpers/capture.js';
 
 const cli = builtCli();
 const DIST = join(import.meta.dirname, '..', 'dist');
-const UNKNOWN = 'nocow: error: unknown command "frobnicate"; commands: generate, status, apply, migrate, convert, defrag\n';
+const UNKNOWN = 'nocow: error: unknown command "frobnicate"; commands: generate, status, apply, migrate, revert, convert, defrag\n';
 
 const nocow = (args: string[], env: Record<string, string> = {}) => runBuilt(args, { env: { COLUMNS: '80', ...env } });
 
@@ -37,7 +37,7 @@ t.test('GIVEN an unknown command WHEN run THEN exactly one error line naming it 
   t.same(await nocow(['frobnicate', '--help']), { rc: 2, out: '', err: UNKNOWN }, 'also with --help');
   t.same(await nocow(['-h', 'frobnicate', '-p', 'libvirt']), { rc: 2, out: '', err: UNKNOWN }, 'whatever options surround it');
   const odd = await nocow(['gen\u001b[31m']);
-  t.equal(odd.err, 'nocow: error: unknown command "gen\\u001b[31m"; commands: generate, status, apply, migrate, convert, defrag\n', 'control characters escaped');
+  t.equal(odd.err, 'nocow: error: unknown command "gen\\u001b[31m"; commands: generate, status, apply, migrate, revert, convert, defrag\n', 'control characters escaped');
 });
 
 t.test('GIVEN no command WHEN run THEN one error line and one hint, status 2', async (t) => {
@@ -46,7 +46,7 @@ t.test('GIVEN no command WHEN run THEN one error line and one hint, status 2', a
       rc: 2,
       out: '',
       err:
-        'nocow: error: no command given; commands: generate, status, apply, migrate, convert, defrag\n' +
+        'nocow: error: no command given; commands: generate, status, apply, migrate, revert, convert, defrag\n' +
         'nocow: hint: nocow --help says what each command does; nocow COMMAND --help gives its options and examples\n',
     });
   }

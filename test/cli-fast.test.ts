@@ -102,7 +102,7 @@ function corpus(): string[][] {
     ['apply', '--dry-run', '-p', 'libvirt', '-p', 'mariadb'],
   ];
   const next = random(10);
-  for (const name of ['generate', 'status', 'apply', 'migrate', 'convert', 'defrag', 'completion']) {
+  for (const name of ['generate', 'status', 'apply', 'migrate', 'revert', 'convert', 'defrag', 'completion']) {
     const pool = tokens(command(name));
     for (let i = 0; i < 200; i++) {
       const argv = [name];
@@ -246,7 +246,7 @@ const REFUSED: [string[], string][] = [
   [['defrag', '--min-extents=', 'x'], '--min-extents "": not a number; expected a whole number of extents, at least 1'],
   [['defrag', '--min-extents', '0'], '--min-extents 0: expected a whole number of extents, at least 1'],
   [['defrag', '--min-extents', '1.5'], '--min-extents 1.5: not a number; expected a whole number of extents, at least 1'],
-  [['--', '-x', 'status'], 'unknown command "-x"; commands: generate, status, apply, migrate, convert, defrag'],
+  [['--', '-x', 'status'], 'unknown command "-x"; commands: generate, status, apply, migrate, revert, convert, defrag'],
 ];
 
 t.test('GIVEN a mistake on the command line WHEN run by the fast path and by yargs THEN the same one line in nocow\'s words, exit 2', async (t) => {

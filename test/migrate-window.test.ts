@@ -112,7 +112,7 @@ t.test('GIVEN one writer appending to the original in the window and another app
   t.equal(l('rc'), '1');
   const both = (d: string) =>
     new RegExp(
-      `^nocow: \\S+/${d}/log\\.txt: not rewritten: writes reached both the original and its NOCOW copy: \\S+/${d}/log\\.txt is the copy, ` +
+      `^nocow: \\S+/${d}/log\\.txt: not rewritten: writes reached both the original and its new copy: \\S+/${d}/log\\.txt is the copy, ` +
         `the original is kept as \\S+/${d}/\\.log\\.txt\\.nocow-original; keep the one wanted and remove the other$`,
     );
   t.match(l('err'), both('b'));

@@ -245,6 +245,7 @@ t.test('GIVEN a terminal WHEN the report is a table THEN one row per target, and
       '',
       '(undeclared)  /srv/vm',
       '  note: +C skipped: raid1 keeps checksums for self-healing (redundancy: force-nocow overrides)',
+      '  note: +C on the directory: new files there get no checksums on the raid1 data profile (nocow revert /srv/vm clears it)',
       '     SIZE  EXTENTS  FILE WITHOUT +C',
       '  3.0 MiB      812  b\\u001b[31m.img',
       '  1.0 KiB        3  a.img',

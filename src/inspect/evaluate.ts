@@ -64,13 +64,14 @@ function leftoverWords(l: Leftover): string {
  * tree, which hold data the shell library never removes), and of nocow migrate (its copies): the
  * command, in words, or what to do when nothing of nocow clears it.
  */
-function leftoverFix(s: Subject, f: Facts, l: Leftover): string {
+function leftoverFix(s: Subject, f: Facts, l: Leftover, nocowExpected: boolean): string {
   const location = f.location ?? s.path;
   // nocow apply acts on declared system-scope targets only.
   const apply = s.scope === 'system' && s.name !== null;
   const convert = convertCommand(location);
   const lookAtIt = 'nocow leaves it alone: look at it, then move it away';
-  if (l.kind === 'migrate') return `nocow migrate ${shellWord(location)} removes it`;
+  // Where +C is not expected (a redundant profile), migrate would rewrite the files as NOCOW: revert removes it too.
+  if (l.kind === 'migrate') return `nocow ${nocowExpected ? 'migrate' : 'revert'} ${shellWord(location)} removes it`;
   if (!l.directory) return lookAtIt;
   const fresh = f.leftovers.find((o) => o.kind === 'new' && o.directory);
   const whole = `${convert} removes it once the directory holds all of it`;
@@ -107,6 +108,25 @@ function optOutNote(f: Facts): string | null {
   return f.optOut.by === 'env' ? 'opted out by NOCOW_DISABLE=1' : `opted out by the masked ${f.optOut.file}`;
 }
 
+/**
+ * +C where a redundant data profile is kept for its checksums: files with +C have none, so a
+ * scrub cannot repair them from the other copy (a deviation); a +C directory alone gives its new
+ * files none (a note). Each names nocow revert, which rewrites them with checksums.
+ */
+function redundantNocow(f: Facts, location: string): { deviation?: string; note?: string } {
+  const files = f.nocowFiles ?? 0;
+  const revert = `nocow revert ${shellWord(location)}`;
+  if (files > 0) {
+    return {
+      deviation:
+        `${plural(files, 'file')} with +C on the ${f.dataProfile} data profile: no checksums, so a scrub cannot repair ${files === 1 ? 'it' : 'them'} ` +
+        `from the other copy (${revert} rewrites ${files === 1 ? 'it' : 'them'} with checksums${f.nocow ? ' and clears +C on the directory' : ''})`,
+    };
+  }
+  if (f.nocow) return { note: `+C on the directory: new files there get no checksums on the ${f.dataProfile} data profile (${revert} clears it)` };
+  return {};
+}
+
 export function judge(s: Subject, f: Facts): Judgement {
   const notes: string[] = [];
   const deviations: string[] = [];
@@ -134,7 +154,7 @@ export function judge(s: Subject, f: Facts): Judgement {
       if (f.frozen && h?.includes('nocow apply')) return ` (it is ${f.frozen}: nocow apply leaves it alone)`;
       return h ? ` (${h})` : '';
     };
-    for (const leftover of f.leftovers) deviations.push(`${leftoverWords(leftover)} (${leftoverFix(s, f, leftover)})`);
+    for (const leftover of f.leftovers) deviations.push(`${leftoverWords(leftover)} (${leftoverFix(s, f, leftover, expected.nocow)})`);
     if (!f.exists) {
       deviations.push(`missing${hint('nocow apply creates it', 'user tmpfiles.d creates it at the next login')}`);
       const tmpfiles = tmpfilesPlainNote(s, f, expected.subvolume);
@@ -162,6 +182,9 @@ export function judge(s: Subject, f: Facts): Judgement {
             : `no +C on the directory${hint('nocow apply sets it', 'user tmpfiles.d sets it at the next login')}`,
         );
       }
+      const revert = redundantNocow(f, f.location ?? s.path);
+      if (skip && revert.deviation) deviations.push(revert.deviation);
+      if (skip && revert.note) notes.push(revert.note);
       const cow = f.cowFiles?.length ?? 0;
       if (expected.nocow && cow > 0) {
         deviations.push(`${plural(cow, 'file')} without +C: copy-on-write, fragmenting when rewritten in place (nocow migrate rewrites them)`);

@@ -80,6 +80,8 @@ export interface Facts {
   frozen?: string | null;
   /** Regular files inside (same file system, no mount point entered) without +C; null when not looked for. */
   cowFiles: CowFile[] | null;
+  /** How many of the regular files inside have +C (looked for with cowFiles): on a redundant profile, those scrub cannot repair. */
+  nocowFiles?: number | null;
   /** What could not be probed, one line each. */
   problems: string[];
 }
@@ -203,7 +205,7 @@ export function findPathPattern(point: Buffer): string {
  * to filefrag likewise: a file with +C is forgotten once its batch is read, and names are passed
  * relative to DIR (run there), so they take fewer processes than absolute ones.
  */
-async function cowFiles(dir: string, extents: boolean, problems: string[], leftovers: Leftover[]): Promise<CowFile[]> {
+async function cowFiles(dir: string, extents: boolean, problems: string[], leftovers: Leftover[], counted: { nocow: number }): Promise<CowFile[]> {
   const cow: CowFile[] = [];
   let lsattrMissing = false;
   let filefragMissing = false;
@@ -235,7 +237,11 @@ async function cowFiles(dir: string, extents: boolean, problems: string[], lefto
       const flags = lsattrFlags(run.stdout, names);
       for (const c of batch) {
         const f = flags.get(c.path);
-        if (f === undefined || f.includes('C')) continue;
+        if (f === undefined) continue;
+        if (f.includes('C')) {
+          counted.nocow += 1;
+          continue;
+        }
         cow.push(c);
         if (extents) frag.add(c);
       }
@@ -339,9 +345,10 @@ export async function inspect(subject: Subject, opts: InspectOptions): Promise<F
   // btrfs filesystem df wants a directory: the nearest one, when the path is a file.
   const profile = probeProfile(await nearestDirectory(ancestor));
   if (st?.isDirectory()) {
+    const counted = { nocow: 0 };
     const [{ subvolume, flags, empty, mountPoint }, files, property] = await Promise.all([
       probeDirectory(location, st, problems),
-      subject.nocow ? cowFiles(location, opts.extents ?? true, problems, facts.leftovers) : null,
+      subject.nocow ? cowFiles(location, opts.extents ?? true, problems, facts.leftovers, counted) : null,
       subject.nocow ? compressionProperty(location) : null,
     ]);
     const force = subject.nocow ? compressForce(location) : null;
@@ -357,6 +364,7 @@ export async function inspect(subject: Subject, opts: InspectOptions): Promise<F
     facts.frozen = frozenBy(flags ?? undefined) ?? null;
     facts.empty = empty;
     facts.cowFiles = files;
+    facts.nocowFiles = files === null ? null : counted.nocow;
   }
   const p = await profile;
   facts.dataProfile = p.profile;

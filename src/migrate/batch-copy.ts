@@ -1,23 +1,33 @@
-// Steps 2–5 of nocow migrate for a batch: +C on the empty copies, the data copied by the copy
+// Steps 2–5 of nocow migrate (and revert) for a batch: +C (revert: none) on the empty copies, the data copied by the copy
 // engine (src/host/copy.ts), the small copies synced and read back, the attributes copied.
 import { fstatSync, fsyncSync, ftruncateSync, mkdtempSync, openSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { DIRECT_MIN, READ_BACK, WRITE_DIRECT, copyData, planCopy, verifyCopy, writesDirect } from '../host/copy.js';
-import { chattr } from '../host/attrs.js';
+import { chattr, flagsOf } from '../host/attrs.js';
 import { argumentLists, run as tool } from '../host/run.js';
 import { TargetError as MigrateError } from '../errors.js';
-import { CHANGED, unchanged, type Job, closeQuietly, BAD_COPY } from './common.js';
+import { CHANGED, unchanged, type Job, closeQuietly, BAD_COPY, UNREADABLE_COPY, type Direction, copyFlag } from './common.js';
 
-/** +C on the new, still empty files: one chattr for them all; when it fails, one per file to tell which. */
-export async function setNocow(jobs: Job[], fail: (job: Job, error: unknown) => void): Promise<void> {
+/**
+ * The copies' flag while they are still empty (the only time +C can change): +C (nocow) or -C
+ * (cow: a copy made in a directory that still has +C inherits it), one chattr for them all; when
+ * it fails, one per file to tell which. Then checked with lsattr: a copy without it fails.
+ */
+export async function setFlag(jobs: Job[], direction: Direction, fail: (job: Job, error: unknown) => void): Promise<void> {
+  const flag = copyFlag(direction);
   for (const list of argumentLists(jobs.map((j) => j.temp))) {
-    if ((await chattr('+C', list)).ok) continue;
+    if ((await chattr(flag, list)).ok) continue;
     const listed = new Set(list);
     for (const job of jobs.filter((j) => listed.has(j.temp))) {
-      const one = await chattr('+C', [job.temp]);
+      const one = await chattr(flag, [job.temp]);
       if (!one.ok) fail(job, new Error(one.error));
     }
+  }
+  const live = jobs.filter((j) => j.error === undefined);
+  const flags = await flagsOf(live.map((j) => j.temp));
+  for (const job of live) {
+    if ((flags.get(job.temp)?.includes('C') ?? false) !== (direction === 'nocow')) fail(job, new Error(`its copy could not be given ${flag}; original kept`));
   }
 }
 
@@ -63,7 +73,13 @@ export async function syncSmall(jobs: Job[], fail: (job: Job, error: unknown) =>
 export async function verify(job: Job): Promise<void> {
   if (job.check === undefined) {
     job.check = openSync(job.temp, READ_BACK);
-    await verifyCopy(job.check, job.plan!, job.kept!);
+    try {
+      await verifyCopy(job.check, job.plan!, job.kept!);
+    } catch (error) {
+      // A copy-on-write copy (revert) whose block on the disk is not what was written fails its checksum.
+      if ((error as NodeJS.ErrnoException).code === 'EIO') throw new MigrateError(UNREADABLE_COPY);
+      throw error;
+    }
     job.kept = undefined;
   }
   if (fstatSync(job.check, { bigint: true }).size !== job.before!.size) throw new MigrateError(BAD_COPY);

@@ -25,7 +25,7 @@ import {
   closeQuietly,
   BAD_COPY,
 } from './common.js';
-import { copyAttributes, copyFile, setNocow, syncSmall, verify } from './batch-copy.js';
+import { copyAttributes, copyFile, setFlag, syncSmall, verify } from './batch-copy.js';
 
 /**
  * fstat of each FD once the clock has moved past the files' last change, so any later change
@@ -38,7 +38,7 @@ async function settledStats(fds: number[]): Promise<BigIntStats[]> {
   );
 }
 
-export async function migrateBatch(jobs: Job[], opts: Pick<MigrateOptions, 'force'>, hooks: MigrateHooks): Promise<void> {
+export async function migrateBatch(jobs: Job[], opts: Pick<MigrateOptions, 'force' | 'direction'>, hooks: MigrateHooks): Promise<void> {
   const live = () => jobs.filter((j) => j.error === undefined);
   const fail = (job: Job, error: unknown) => {
     job.error ??= error instanceof Error ? error : new Error(String(error));
@@ -77,7 +77,7 @@ export async function migrateBatch(jobs: Job[], opts: Pick<MigrateOptions, 'forc
       else job.before = before;
     });
     for (const job of live()) await attempt(job, () => (job.out = openSync(job.temp, 'wx', 0o600)));
-    await setNocow(live(), fail);
+    await setFlag(live(), opts.direction ?? 'nocow', fail);
     for (const job of live()) {
       hooks.start?.(job.candidate);
       await attempt(job, () => copyFile(job, progress, tick));

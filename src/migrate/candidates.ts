@@ -1,11 +1,12 @@
-// nocow migrate's plan: the files PATHS name that lack +C, each with the reason it would be
-// refused (its checks), and the copies an interrupted run left, found and removed.
+// nocow migrate's plan (and nocow revert's, the direction flipped): the files PATHS name that lack
+// +C (revert: that have it), each with the reason it would be refused (its checks), the copies an
+// interrupted run left, found and removed, and (revert) the directories whose +C goes.
 import { lstatSync, unlinkSync, type BigIntStats } from 'node:fs';
 import { lstat, readdir, statfs } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { frozenBy } from '../facts.js';
 import { nameText, size } from '../io.js';
-import { flagsOf } from '../host/attrs.js';
+import { chattr, flagsOf } from '../host/attrs.js';
 import { dataProfile, isBtrfsType } from '../host/btrfs.js';
 import { extentCounts } from '../host/filefrag.js';
 import { mountsInside, shownPoint } from '../host/mounts.js';
@@ -17,6 +18,7 @@ import { settle } from './recover.js';
 import {
   type Candidate,
   type MigrateOptions,
+  wantsRewrite,
   temporaryName,
   originalName,
   rewrittenName,
@@ -31,15 +33,17 @@ import {
  * mount point inside DIR is entered, nor taken as a file: what is mounted there (a bind mount
  * of the same file system too, which device numbers do not tell) is not DIR's.
  */
-async function regularFilesBelow(dir: string): Promise<{ files: string[]; seconds: Set<string>; temporaries: string[]; unnamed: string[] }> {
+async function regularFilesBelow(dir: string): Promise<{ files: string[]; seconds: Set<string>; temporaries: string[]; unnamed: string[]; dirs: string[] }> {
   const boundaries = new Set(mountsInside(dir).map(shownPoint));
   const files: string[] = [];
   const seconds = new Set<string>();
   // Names that are not UTF-8 cannot be named through Node's string paths: each is reported, never skipped.
   const unnamed: string[] = [];
   const temporaries: string[] = [];
+  const dirs: string[] = [];
   const pending = [dir];
   for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    dirs.push(next);
     for (const entry of await readdir(next, { withFileTypes: true, encoding: 'buffer' })) {
       const raw = entry.name;
       const name = raw.toString('utf8');
@@ -55,7 +59,7 @@ async function regularFilesBelow(dir: string): Promise<{ files: string[]; second
       else if (entry.isFile()) files.push(path);
     }
   }
-  return { files: files.sort(), seconds, temporaries, unnamed: unnamed.sort() };
+  return { files: files.sort(), seconds, temporaries, unnamed: unnamed.sort(), dirs: dirs.sort() };
 }
 
 /**
@@ -128,7 +132,8 @@ export async function findCandidates(paths: string[], opts: MigrateOptions): Pro
   const unsettled = opts.dryRun ? new Map<string, string>() : settle(interrupted);
   const flags = await flagsOf(unique);
   const todo: [string, BigIntStats][] = [];
-  for (const path of unique.filter((p) => unsettled.has(p) || !flags.get(p)?.includes('C'))) {
+  const direction = opts.direction ?? 'nocow';
+  for (const path of unique.filter((p) => unsettled.has(p) || wantsRewrite(direction, flags.get(p)))) {
     // Removed since it was listed: nothing to migrate.
     const info = lstatSync(path, { bigint: true, throwIfNoEntry: false });
     if (info?.isFile()) todo.push([path, info]);
@@ -180,7 +185,7 @@ export async function findCandidates(paths: string[], opts: MigrateOptions): Pro
     if (unsettled.has(path)) candidate.refusal = unsettled.get(path)!;
     else if (!btrfs) candidate.refusal = 'not on Btrfs';
     else if (frozenAs) candidate.refusal = frozenAs;
-    else if (isRedundant(profile) && !opts.forceNocow)
+    else if (direction === 'nocow' && isRedundant(profile) && !opts.forceNocow)
       candidate.refusal = `the data profile is ${profile}: +C would remove the checksums its self-healing needs (--force-nocow overrides)`;
     else if (links > 1n) candidate.refusal = hardLinks(links);
     else if (users.length > 0) candidate.refusal = openRefusal(users);
@@ -191,3 +196,39 @@ export async function findCandidates(paths: string[], opts: MigrateOptions): Pro
   return candidates;
 }
 
+
+/**
+ * The directories PATHS name (each directory operand and every directory below it, no mount
+ * point entered) that have +C: those whose new files would be NOCOW, for nocow revert to clear.
+ * A file operand's directory is not among them: it holds files not named.
+ */
+export async function nocowDirectories(paths: string[]): Promise<string[]> {
+  const dirs: string[] = [];
+  for (const path of paths) {
+    const info = await lstat(path).catch(() => undefined);
+    if (info?.isDirectory()) dirs.push(...(await regularFilesBelow(path)).dirs);
+  }
+  const unique = [...new Set(dirs)];
+  const flags = await flagsOf(unique);
+  return unique.filter((dir) => flags.get(dir)?.includes('C')).sort();
+}
+
+/**
+ * +C cleared on DIRS (chattr -C: new files there are copy-on-write again; a subvolume stays one):
+ * why it could not be, by directory (checked with lsattr, not taken from chattr's status).
+ */
+export async function clearNocow(dirs: string[]): Promise<Map<string, string>> {
+  const failed = new Map<string, string>();
+  if (dirs.length === 0) return failed;
+  const errors = new Map<string, string>();
+  for (const dir of dirs) {
+    const run = await chattr('-C', [dir]);
+    if (!run.ok) errors.set(dir, run.error);
+  }
+  const flags = await flagsOf(dirs);
+  for (const dir of dirs) {
+    const now = flags.get(dir);
+    if (now === undefined || now.includes('C')) failed.set(dir, errors.get(dir) ?? '+C is still set');
+  }
+  return failed;
+}

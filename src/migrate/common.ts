@@ -17,7 +17,20 @@ export interface Candidate {
   refusal?: string;
 }
 
+/**
+ * Which way the files go: `nocow` (nocow migrate: copy-on-write files rewritten with +C) or `cow`
+ * (nocow revert: +C files rewritten as copy-on-write files, with checksums). One engine for both.
+ */
+export type Direction = 'nocow' | 'cow';
+
+/** The flag a rewritten file has: +C (nocow) or none (cow); what chattr sets on the empty copy. */
+export const copyFlag = (direction: Direction) => (direction === 'nocow' ? '+C' : '-C');
+/** Whether a file with FLAGS (as lsattr prints them) is one to rewrite in DIRECTION. */
+export const wantsRewrite = (direction: Direction, flags: string | undefined) => (flags?.includes('C') ?? false) === (direction === 'cow');
+
 export interface MigrateOptions {
+  /** nocow (the default): migrate; cow: revert. */
+  direction?: Direction;
   /** Rewrite even files some process has open (a change during the copy still stops the rewrite). */
   force: boolean;
   /** Rewrite even on a redundant data profile, where +C drops the checksums self-healing needs. */
@@ -52,7 +65,7 @@ export const hardLinks = (links: bigint) => `it has ${links} hard links, which a
 
 /** The reason a file keeps both versions: writes reached each, and which one is where. */
 export const bothKept = (path: string, other: string, otherIs: 'original' | 'copy') =>
-  `writes reached both the original and its NOCOW copy: ${path} is the ${otherIs === 'original' ? 'copy' : 'original'}, ` +
+  `writes reached both the original and its new copy: ${path} is the ${otherIs === 'original' ? 'copy' : 'original'}, ` +
   `the ${otherIs} is kept as ${other}; keep the one wanted and remove the other`;
 
 /** Same file, same size, same data and metadata as far as the kernel's timestamps tell. */
@@ -141,4 +154,5 @@ export const closeQuietly = (fd: number | undefined) => {
   }
 };
 export const BAD_COPY = 'the copy does not read back the same; original kept';
+export const UNREADABLE_COPY = 'the copy cannot be read back from the disk (I/O error); original kept';
 

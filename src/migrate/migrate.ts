@@ -36,6 +36,10 @@
 //
 // Killed at any point, a re-run puts things right first: the table in src/migrate/recover.ts.
 //
+// nocow revert is this engine with the direction flipped (MigrateOptions.direction 'cow'): the
+// files that have +C are the candidates, and each copy has +C cleared while empty (step 2), so
+// it is a copy-on-write file with checksums; every other step, check and name is the same.
+//
 // The modules, by job: candidates.ts (the plan: which files, and the checks that refuse one),
 // recover.ts (settle), batch.ts (the per-file swap, steps 1 and 6–8), batch-copy.ts (steps 2–5),
 // common.ts what they share.
@@ -47,8 +51,8 @@ import { migrateBatch } from './batch.js';
 export { resolveTargets } from '../host/targets.js';
 export { TargetError as MigrateError } from '../errors.js';
 // The plan and the names, for the command.
-export { findCandidates, leftoversOf, removeLeftovers } from './candidates.js';
-export { originalName, rewrittenName, temporaryName, type Candidate, type MigrateOptions, type MigrateHooks, type Outcome } from './common.js';
+export { findCandidates, leftoversOf, removeLeftovers, nocowDirectories, clearNocow } from './candidates.js';
+export { originalName, rewrittenName, temporaryName, type Direction, type Candidate, type MigrateOptions, type MigrateHooks, type Outcome } from './common.js';
 
 /** A batch: at most so many files, so many bytes (a file of DIRECT_MIN or more goes alone). */
 const BATCH_FILES = 256;
@@ -83,7 +87,7 @@ function batches(candidates: Candidate[]): Candidate[][] {
  * copy, or (without `force`) that another process holds at the end, keeps its original
  * untouched and its copy is removed; so does one whose copy does not read back the same.
  */
-export async function migrateFiles(candidates: Candidate[], opts: Pick<MigrateOptions, 'force'>, hooks: MigrateHooks = {}): Promise<Outcome[]> {
+export async function migrateFiles(candidates: Candidate[], opts: Pick<MigrateOptions, 'force' | 'direction'>, hooks: MigrateHooks = {}): Promise<Outcome[]> {
   const outcomes: Outcome[] = [];
   for (const batch of batches(candidates)) {
     const jobs: Job[] = batch.map((candidate) => ({ candidate, temp: temporaryName(candidate.path), spare: originalName(candidate.path) }));
@@ -109,7 +113,7 @@ export async function migrateFiles(candidates: Candidate[], opts: Pick<MigrateOp
  */
 export async function migrateFile(
   candidate: Candidate,
-  opts: Pick<MigrateOptions, 'force'>,
+  opts: Pick<MigrateOptions, 'force' | 'direction'>,
   progress: (bytes: number) => void,
   tick: () => Promise<void>,
 ): Promise<void> {
