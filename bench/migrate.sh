@@ -186,7 +186,7 @@ if [[ $CASES == *" small "* ]]; then
     t0=$(now); cp -a --reflink=never "$M/images/small" "$M/cow/small.copy" && sync; C=$(($(now) - t0))
     rm -rf "$M/cow/small.copy"; drop
     t0=$(now); $NC migrate "$M/images/small" >/dev/null; A=$(($(now) - t0))
-    left=$(find "$M/images/small" -type f | xargs lsattr | grep -vc '^[^ ]*C' || true)
+    left=$(find "$M/images/small" -type f -exec lsattr {} + | grep -vc '^[^ ]*C' || true)
     [ "$left" = 0 ] || { echo "bench: small: $left files without +C after nocow migrate" >&2; exit 1; }
     echo "$A $D $C" >>"$WORK/small"
     log "small round $round (load $(cut -d' ' -f1 /proc/loadavg)): migrate $(secs "$A") s, dry-run $(secs "$D") s, cp -a + sync $(secs "$C") s"

@@ -39,6 +39,7 @@ printf 'targets:\n  - {name: vm, path: /subvolume/images}\n' >"$WORK/decl.yaml"
 node dist/bin/nocow.js generate hook -c "$WORK/decl.yaml" -o "$WORK/hook" >/dev/null 2>&1
 
 # Everything below runs in a private mount namespace: the mount (and its loop device) goes with it.
+# shellcheck disable=SC2016 # the inner script is single-quoted on purpose: its variables expand in the inner bash
 WORK=$WORK ROUNDS=$ROUNDS WRITES=$WRITES SECONDS_IOPS=$SECONDS_IOPS unshare --mount --propagation private bash -euo pipefail -c '
 M=$WORK/mnt
 mount -o loop "$WORK/btrfs.img" "$M"

@@ -26,7 +26,7 @@ Release: 1
 Summary: nocow-kit scriptlet cost
 License: MIT
 BuildArch: noarch
-$( [ "$2" = - ] || cat "$WORK/gen/nocow-requires.spec" | grep -v '^#' )
+$( [ "$2" = - ] || grep -v '^#' "$WORK/gen/nocow-requires.spec" )
 %description
 bench
 %install
@@ -49,6 +49,7 @@ for fs in ext4 btrfs; do
   case $fs in ext4) mkfs.ext4 -q -F "$WORK/$fs.img" ;; btrfs) mkfs.btrfs -q -f "$WORK/$fs.img" >/dev/null ;; esac
 done
 mkdir "$WORK/mnt"
+# shellcheck disable=SC2016 # the inner script is single-quoted on purpose: its variables expand in the inner bash
 WORK=$WORK A=$A B=$B ROUNDS=$ROUNDS CHROOT_SH=$PWD/test/helpers/chroot.sh unshare --mount --propagation private bash -euo pipefail -c '
 . "$CHROOT_SH"
 for fs in ext4 btrfs; do

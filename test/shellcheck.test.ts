@@ -35,3 +35,14 @@ t.test('GIVEN the shell library with its facts filled in WHEN shellchecked on it
   const result = await execa('shellcheck', ['--shell=sh', '--severity=style', '-'], { input: lib, reject: false });
   t.equal(result.exitCode, 0, result.stdout);
 });
+
+t.test("GIVEN the project's own shell scripts (benchmarks, packaging, CI, test helpers) WHEN shellchecked THEN they are clean", async (t) => {
+  const scripts = ['.ci/run', 'test/deps.sh'];
+  for (const dir of ['bench', 'packaging', 'test/helpers']) {
+    for (const name of await readdir(join(ROOT, dir))) if (name.endsWith('.sh')) scripts.push(join(dir, name));
+  }
+  t.ok(scripts.length >= 12, `found ${scripts.length} scripts`);
+  // Each as its shebang says (sh or bash), every severity: a bench or packaging script runs as root too.
+  const result = await execa('shellcheck', ['--severity=style', '--format=gcc', ...scripts], { cwd: ROOT, reject: false });
+  t.equal(result.exitCode, 0, `${scripts.join(' ')}\n${result.stdout}`);
+});
