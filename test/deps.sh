@@ -13,7 +13,7 @@ set -u
 # The one list of Debian packages the tests need. losetup and mount are in "mount".
 PACKAGES='btrfs-progs xfsprogs e2fsprogs shellcheck busybox dash acl attr systemd util-linux mount coreutils findutils rpm strace rsync libarchive-tools squashfs-tools tar rpmlint bsdutils gpg gpg-agent gpgconf man-db gzip zsh fio btrfs-compsize python3 mmdebstrap debhelper dpkg-dev lintian fakeroot perl pacman-package-manager makepkg ansible-core'
 TOOLS='mkfs.btrfs btrfs mkfs.ext4 mkfs.xfs losetup unshare mount chattr lsattr getfattr setfattr getfacl setfacl
-shellcheck busybox dash bash systemd-tmpfiles stat filefrag sha256sum find rpm strace runuser realpath rpmbuild rsync bsdtar mksquashfs unsquashfs tar chroot rpmlint script fallocate zsh
+shellcheck busybox dash bash systemd-tmpfiles stat filefrag sha256sum find rpm strace runuser realpath rpmbuild rsync bsdtar mksquashfs unsquashfs tar chroot rpmlint script fallocate zsh findmnt blkid
 rpmsign rpmspec gpg gpg-agent gpgconf man gzip
 fio compsize systemd-analyze btrfs-map-logical python3 mmdebstrap
 dh dh_installtmpfiles dpkg-buildpackage dpkg-deb lintian fakeroot perl pod2man podchecker
