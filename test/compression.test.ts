@@ -195,6 +195,7 @@ t.test('GIVEN the hook with -c clear, nocow apply with compression: clear, and e
       capture op dash "$A/nocow-apply.sh" --root "$R" -c clear -s never -- /srv/op
       printf 'targets:\n  - {name: decl, path: /srv/decl, subvolume: never, compression: clear}\n' >"$A/good.yaml"
       nocow status status --root "$R" -c "$A/good.yaml"
+      nocow statusjson status --root "$R" -c "$A/good.yaml" --json
       nocow apply apply --root "$R" -c "$A/good.yaml"
       echo "$(flags "$R/srv/op") $(flags "$R/srv/decl")" >"$A/cleared"`,
   });
@@ -209,6 +210,7 @@ t.test('GIVEN the hook with -c clear, nocow apply with compression: clear, and e
   t.equal(await read('untouched'), '--------c------------- --------c-------------\n', 'nothing changed by a bad value');
   t.match(await result(a, 'op'), { rc: 0, err: '', out: /^nocow: srv-op: set-nocow: cleared compression \(\+c, compression=zlib\), then \+C on \S+\/srv\/op\n$/ });
   t.match(await result(a, 'status'), { rc: 1, out: /no \+C on the directory: it is marked for compression \(\+c, compression=zlib\), which \+C cannot be set with \(nocow apply clears it first: compression: clear\)/ }, 'status: apply will clear it');
+  t.same(JSON.parse((await result(a, 'statusjson')).out).targets[0].declaration, { subvolume: 'never', nocow: true, redundancy: 'keep-checksums', compression: 'clear' }, 'status --json: the declared compression policy');
   t.match(await result(a, 'apply'), { rc: 0, err: '', out: /^nocow: decl: set-nocow: cleared compression \(\+c, compression=zlib\), then \+C on \S+\/srv\/decl\n$/ });
   t.equal(await read('cleared'), '---------------C------ ---------------C------\n', 'both +C, +c gone');
 });

@@ -172,7 +172,7 @@ t.test('GIVEN paths on the command line and a user-scope target WHEN status runs
   t.equal((await s.out('one')).rc, 1, 'the undeclared /srv/other is not a +C subvolume');
   t.match(one.targets, [
     { name: 'db', declared: true, path: '/var/lib/mysql', state: 'deviates', deviations: ['no +C on the directory (nocow apply sets it)'] },
-    { name: null, declared: false, source: null, path: '/srv/other', declaration: { subvolume: 'auto', nocow: true, redundancy: 'keep-checksums' }, state: 'deviates' },
+    { name: null, declared: false, source: null, path: '/srv/other', declaration: { subvolume: 'auto', nocow: true, redundancy: 'keep-checksums', compression: 'keep' }, state: 'deviates' },
   ]);
   t.equal(one.targets.length, 2, 'a path given twice is inspected once');
   t.equal((await s.out('link')).rc, 1);

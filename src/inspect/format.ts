@@ -28,7 +28,7 @@ export function statusJson(root: string, home: string | null, entries: Entry[]):
     scope: s.scope,
     path: s.path,
     location: f.location,
-    declaration: { subvolume: s.subvolume, nocow: s.nocow, redundancy: s.redundancy },
+    declaration: { subvolume: s.subvolume, nocow: s.nocow, redundancy: s.redundancy, compression: s.compression ?? 'keep' },
     fstype: f.fstype,
     exists: f.exists,
     directory: f.directory,
