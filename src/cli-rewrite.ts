@@ -53,7 +53,7 @@ const WORDS = {
 
 export async function runRewrite(direction: Direction, args: RewriteArgs, io: Io): Promise<number> {
   const [engine, { directoryArg, operandPath }] = await Promise.all([import('./migrate/migrate.js'), import('./inspect/select.js')]);
-  const { findCandidates, leftoversOf, migrateFiles, removeLeftovers, resolveTargets, temporaryName, nocowDirectories, clearNocow, MigrateError } = engine;
+  const { findCandidates, leftoversOf, migrateFiles, removeLeftovers, resolveTargets, temporaryName, nocowDirectories, clearNocow, frozenDirectories, MigrateError } = engine;
   const words = WORDS[direction];
   const forceNocow = args['force-nocow'] ?? false;
   const opts: MigrateOptions = { direction, force: args.force, forceNocow, dryRun: args['dry-run'] };
@@ -113,9 +113,15 @@ export async function runRewrite(direction: Direction, args: RewriteArgs, io: Io
   if (candidates.length === 0 && operands.length > 0) say(words.nothing);
   if (refused.length > 0) status = 1;
   if (args['dry-run']) {
+    const frozenDirs = await frozenDirectories(nocowDirs);
     for (const dir of nocowDirs) {
-      directories.push({ path: dir, result: 'would-clear', reason: null });
-      say(`${printable(dir)}: would clear +C on the directory (new files copy-on-write)`);
+      const why = frozenDirs.get(dir);
+      directories.push({ path: dir, result: why === undefined ? 'would-clear' : 'failed', reason: why ?? null });
+      if (why === undefined) say(`${printable(dir)}: would clear +C on the directory (new files copy-on-write)`);
+      else {
+        status = 1;
+        io.err(`nocow: ${printable(dir)}: +C not cleared on the directory: ${printable(why)}\n`);
+      }
     }
     for (const l of leftovers) {
       leftoverReports.push({ path: l.path, result: 'would-remove', reason: null, sizeBytes: l.size });

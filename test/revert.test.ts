@@ -211,3 +211,34 @@ t.test('GIVEN a block of the copy changed on the disk once the copy is synced WH
   t.match(run.stdout, /^unchanged$/m, 'the original as it was: inode, bytes, mode, times, xattr');
   t.match(lineOf(run.stdout, 'state'), /^\S*C\S* disk\.img $/, 'still +C, the copy removed');
 });
+
+t.test('GIVEN a +C subdirectory made immutable (chattr +i) below PATH WHEN reverted (and dry-run first) THEN that directory keeps +C, as it keeps its files, with one line on stderr naming it, its file is left as it was, the rest is reverted, and the exit status is 1', async (t) => {
+  const run = await btrfs(String.raw`
+    mkdir "$D/frozen"; head -c 9000 /dev/urandom >"$D/frozen/kept.dat"; head -c 7000 /dev/urandom >"$D/free.dat"
+    chattr +i "$D/frozen"; sync
+    echo "kept-before $(describe "$D/frozen/kept.dat") $(flags "$D/frozen/kept.dat")"
+    $NC revert --dry-run "$D" >"$MNT/dry.out" 2>"$MNT/dry.err"; echo "dry-rc $?"
+    echo "dry-dirs $(flags "$D") $(flags "$D/frozen")"
+    sed 's/^/dryerr /' "$MNT/dry.err"
+    $NC revert "$D" >"$MNT/out" 2>"$MNT/err"; echo "rc $?"
+    echo "kept-after $(describe "$D/frozen/kept.dat") $(flags "$D/frozen/kept.dat")"
+    echo "dirs $(flags "$D") $(flags "$D/frozen") $(flags "$D/free.dat")"
+    echo "left $(ls -A "$D/frozen" | tr '\n' ' ')"
+    sed 's/^/out /' "$MNT/out"; sed 's/^/err /' "$MNT/err"
+    chattr -i "$D/frozen"`);
+  t.equal(run.exitCode, 0, run.stderr);
+  t.equal(lineOf(run.stdout, 'dry-rc'), '1', 'the dry run: exit 1 as the run will');
+  t.match(lineOf(run.stdout, 'dry-dirs'), /^\S*C\S* \S*C\S*$/, 'the dry run changed no flag');
+  const dryErr = run.stdout.split('\n').filter((l) => l.startsWith('dryerr ')).map((l) => l.slice(7));
+  t.ok(dryErr.some((l) => /frozen: \+C not cleared on the directory: it is immutable \(chattr \+i\): left alone$/.test(l)), `the dry run says what the run will:\n${dryErr.join('\n')}`);
+  t.equal(lineOf(run.stdout, 'rc'), '1', 'exit 1: a directory kept its +C');
+  t.equal(lineOf(run.stdout, 'kept-after'), lineOf(run.stdout, 'kept-before'), 'the file in the frozen directory: the same bytes and attributes, still +C');
+  const [top, frozen, free] = lineOf(run.stdout, 'dirs')!.split(' ');
+  t.notMatch(top, /C/, 'PATH lost +C');
+  t.match(frozen, /i/);
+  t.match(frozen, /C/, 'the immutable directory kept +C');
+  t.notMatch(free, /C/, 'the file outside it was reverted');
+  t.equal(lineOf(run.stdout, 'left'), 'kept.dat ', 'nothing left over in the frozen directory');
+  const err = run.stdout.split('\n').filter((l) => l.startsWith('err ')).map((l) => l.slice(4));
+  t.ok(err.some((l) => /frozen: \+C not cleared on the directory: it is immutable \(chattr \+i\): left alone$/.test(l)), `one line names the directory:\n${err.join('\n')}`);
+});

@@ -214,14 +214,29 @@ export async function nocowDirectories(paths: string[]): Promise<string[]> {
 }
 
 /**
+ * Among DIRS, those an admin froze (+i, +a), with why they are left alone: such a directory keeps
+ * its +C as its files keep theirs (Btrfs would let chattr -C through +i).
+ */
+export async function frozenDirectories(dirs: string[]): Promise<Map<string, string>> {
+  const frozen = new Map<string, string>();
+  const flags = await flagsOf(dirs);
+  for (const dir of dirs) {
+    const frozenAs = frozenBy(flags.get(dir));
+    if (frozenAs) frozen.set(dir, `it is ${frozenAs}: left alone`);
+  }
+  return frozen;
+}
+
+/**
  * +C cleared on DIRS (chattr -C: new files there are copy-on-write again; a subvolume stays one):
  * why it could not be, by directory (checked with lsattr, not taken from chattr's status).
  */
 export async function clearNocow(dirs: string[]): Promise<Map<string, string>> {
   const failed = new Map<string, string>();
   if (dirs.length === 0) return failed;
-  const errors = new Map<string, string>();
+  const errors = await frozenDirectories(dirs);
   for (const dir of dirs) {
+    if (errors.has(dir)) continue;
     const run = await chattr('-C', [dir]);
     if (!run.ok) errors.set(dir, run.error);
   }

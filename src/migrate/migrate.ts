@@ -51,7 +51,7 @@ import { migrateBatch } from './batch.js';
 export { resolveTargets } from '../host/targets.js';
 export { TargetError as MigrateError } from '../errors.js';
 // The plan and the names, for the command.
-export { findCandidates, leftoversOf, removeLeftovers, nocowDirectories, clearNocow } from './candidates.js';
+export { findCandidates, leftoversOf, removeLeftovers, nocowDirectories, clearNocow, frozenDirectories } from './candidates.js';
 export { originalName, rewrittenName, temporaryName, type Direction, type Candidate, type MigrateOptions, type MigrateHooks, type Outcome } from './common.js';
 
 /** A batch: at most so many files, so many bytes (a file of DIRECT_MIN or more goes alone). */
