@@ -551,3 +551,21 @@ t.test('GIVEN the installed helper WHEN given a bad value THEN one line, exit 0 
     }
   }
 });
+
+t.test('GIVEN the installed helper WHEN an option that takes a value is given an empty one THEN one line naming it, exit 2 (0 with --scriptlet), nothing created: never the default in disguise', async (t) => {
+  await setup();
+  const hook = join(SCRATCH, 'usr/libexec/nocow-kit/nocow-apply.sh');
+  const root = await mkdtemp(join(WORK, 'empty-value-'));
+  for (const shell of ['dash', 'bash', 'busybox']) {
+    const argv = shell === 'busybox' ? ['sh', hook] : [hook];
+    for (const option of [['-m', ''], ['-o', ''], ['-g', ''], ['-s', ''], ['-c', ''], ['--name', ''], ['--name='], ['--root=']]) {
+      for (const [flags, rc] of [[['--scriptlet'], 0], [[], 2]] as const) {
+        const run = await execa(shell, [...argv, '--root', root, ...flags, ...option, APPLY_IMAGES], { reject: false });
+        const name = option[0]!.replace(/=$/, '');
+        t.same({ rc: run.exitCode, out: run.stdout }, { rc, out: '' }, `${shell} ${flags.join(' ')} ${option.join(' ')}: exit ${rc}, nothing on stdout`);
+        t.match(run.stderr, new RegExp(`^nocow-apply\\.sh: ${name} '': expected a value, not an empty one \\(usage: [^\\n]+\\)$`), `${shell} ${option.join(' ')}: one line naming the option`);
+      }
+    }
+  }
+  t.same(await readdir(root), [], 'nothing created under the root');
+});

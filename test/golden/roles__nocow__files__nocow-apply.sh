@@ -152,6 +152,12 @@ while [ "$nocow_left" -gt 0 ]; do
 	-[mogsc]?*) nocow_value=${nocow_arg#-?} nocow_arg=${nocow_arg%"$nocow_value"} ;;
 	*) nocow_value='' ;;
 	esac
+	# An empty value is no value: never the option's default in disguise.
+	case $nocow_arg in
+	--root | -m | -o | -g | -s | -c | --name)
+		[ -n "$nocow_value" ] || nocow_usage_error "$nocow_arg '': expected a value, not an empty one (usage: $nocow_usage)"
+		;;
+	esac
 	case $nocow_arg in
 	--root) nocow_root=$nocow_value ;;
 	-m) nocow_mode=$nocow_value ;;
