@@ -82,6 +82,8 @@ export function showArg(value: string): string {
  * named so would be another directory than the one given, so such a value is refused.
  */
 export function exactPath(option: string, value: string): string {
+  // An empty path would resolve to the current directory: never a default in disguise.
+  if (value === '') throw new UsageError(`${option} "": an empty path names nothing (write . for the current directory)`);
   if (value.includes('\ufffd')) {
     throw new UsageError(`${option} ${showArg(value)}: not valid UTF-8 (or contains U+FFFD); give a path whose name is UTF-8`);
   }

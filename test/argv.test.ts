@@ -213,6 +213,7 @@ t.test('status: -- P reports P, not the declared target; a flag with a value is 
     { argv: ['status', '--no-json'], rc: 2, err: NO('json') },
     { argv: ['status', '-p'], rc: 2, err: "nocow: error: option '-p' needs a value (write -p P)\n" },
     { argv: ['status', '--', ''], rc: 2, err: 'nocow: error: an empty PATH names nothing (write . for the current directory)\n' },
+    { argv: ['status', '--home=', './-cow'], rc: 2, err: 'nocow: error: --home "": an empty path names nothing (write . for the current directory)\n' },
   ]);
 });
 
@@ -325,6 +326,9 @@ t.test('defrag: -- P defragments P alone; -c with -- P, a flag with a value, a -
       { argv: ['defrag', '--ignore-missing=1', './-cow'], rc: 2, err: BOOL('--ignore-missing') },
       { argv: ['defrag', '--min-extents', 'abc', './-cow'], rc: 2, err: 'nocow: error: --min-extents abc: not a number; expected a whole number of extents, at least 1\n' },
       { argv: ['defrag', './-cow', '--if-redundant'], rc: 2, err: "nocow: error: option '--if-redundant' needs a value (write --if-redundant PATH)\n" },
+      // An empty PATH would resolve to the working directory, here full of fragmented files.
+      { argv: ['defrag', '--if-redundant='], rc: 2, err: 'nocow: error: --if-redundant "": an empty path names nothing (write . for the current directory)\n' },
+      { argv: ['defrag', '--root=', './-cow'], rc: 2, err: 'nocow: error: --root "": an empty path names nothing (write . for the current directory)\n' },
     ],
     { FRAG: '1', MIB: '4' },
   );

@@ -97,9 +97,9 @@ interface Place {
 const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
 
 /** PATH as seen under ROOT, resolved, or why not (missing: null). Refused paths throw. */
-async function locate(given: string, root: string): Promise<string | null> {
+async function locate(given: string, root: string, option: string): Promise<string | null> {
   const { realpath } = await import('node:fs/promises');
-  exactPath('PATH', given);
+  exactPath(option, given);
   if (root !== '/' && !given.startsWith('/')) throw new UsageError(`${given}: with --root, give a path as seen under the root, starting with "/"`);
   const seen = posix.normalize(root === '/' ? resolve(given) : given).replace(/(.)\/+$/, '$1');
   const refuse = (why: string | undefined) => {
@@ -138,7 +138,7 @@ async function run(args: DefragArgs, io: Io): Promise<number> {
     // Every PATH is checked (refused, missing) before any file is touched.
     const given = [...args.paths.map((p) => [p, false] as const), ...args['if-redundant'].map((p) => [p, true] as const)];
     for (const [path, ifRedundant] of given) {
-      const location = await locate(path, root);
+      const location = await locate(path, root, ifRedundant ? '--if-redundant' : 'PATH');
       if (location !== null) places.push({ name: null, location, ifRedundant });
       else if (args['ignore-missing']) skip(null, path, 'does not exist');
       else throw new UsageError(`${path}: no such file or directory`);
